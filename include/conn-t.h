@@ -1,0 +1,93 @@
+/*
+ * conn-t: the client connection's types. One struct conn per accepted socket, owned by its
+ * worker's loop; its state machine is in conn.c (request side), conn_response.c (response side)
+ * and tunnel.c (after a 101).
+ */
+#ifndef TRIDENT_CONN_T_H
+#define TRIDENT_CONN_T_H
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "addr.h"
+#include "body.h"
+#include "headers.h"
+#include "http.h"
+#include "reason.h"
+#include "reqid.h"
+
+struct worker;
+struct router;
+struct server_rt;
+struct upstream;
+
+/* The client connection's state. Only conn_set_state() changes it, and each state names what is
+ * true while it lasts. */
+enum conn_state {
+    CONN_IDLE,                /* between requests, no byte of the next one yet; idle timer */
+    CONN_READING_HEAD,        /* a request head is arriving; header deadline timer */
+    CONN_CONNECTING_UPSTREAM, /* head accepted and rewritten; getting a server connection */
+    CONN_STREAMING,           /* exchange under way: body up (req_phase), response down */
+    CONN_TUNNEL,              /* after a 101: bytes copied both ways; tunnel idle timer */
+    CONN_CLOSING,             /* no more reading; flushing what is queued, then closed */
+    CONN_CLOSED,              /* finished; freed once the current callback has returned */
+};
+
+/* Progress of the request body during CONNECTING_UPSTREAM and STREAMING. */
+enum req_phase {
+    REQ_BODY, /* body bytes still to forward */
+    REQ_DONE, /* the whole request is queued to the server */
+};
+
+/* Progress of the response during STREAMING. */
+enum resp_phase {
+    RESP_HEAD, /* waiting for the final response head (1xx are relayed on the way) */
+    RESP_BODY, /* head sent to the client, body flowing */
+    RESP_DONE, /* the whole response is queued to the client */
+};
+
+/* One request/response exchange: everything reset between keep-alive requests. */
+struct exchange {
+    char id[REQID_MAX + 1];
+    struct req_info info;
+    int status;              /* sent to the client; 0 until a head was */
+    bool keep_alive;         /* the client connection may carry another request afterwards */
+    enum reason reason;
+    struct body req_body;
+    struct body resp_body;
+    struct server_rt *server;
+    unsigned attempts;
+    uint64_t bytes_in, bytes_out;
+    long long start_wall_ms;
+    /* monotonic microseconds; 0: not reached */
+    uint64_t start_us, connect_start_us, connected_us, sent_us, header_us;
+    unsigned interim;        /* 1xx responses relayed */
+    bool pooled;             /* the server connection came from the pool */
+};
+
+struct conn {
+    enum conn_state state;
+    enum req_phase req_phase;
+    enum resp_phase resp_phase;
+    struct worker *w;
+    struct router *router;  /* routing snapshot this connection started with */
+    const struct config *cfg;
+    struct bufferevent *bev;
+    struct event *timer;    /* idle / header deadline / tunnel idle, by state */
+    struct event *free_ev;  /* deferred free after CLOSED */
+    TAILQ_ENTRY(conn) link;
+    char client_ip[46];
+    char client[ADDR_TEXT_MAX];
+    struct http_msg req;         /* request parser and head */
+    struct upstream *up;         /* the server connection of the current exchange */
+    struct evbuffer *up_head;    /* rewritten request head, kept until the response starts */
+    unsigned requests;           /* exchanges begun on this connection */
+    bool client_eof;             /* the client shut down its sending side */
+    struct exchange x;
+};
+
+#endif

@@ -1,0 +1,18 @@
+/*
+ * errpage: the responses trident writes itself (400, 405, 408, 413, 417, 431, 502, 503, 504).
+ * A small JSON body naming the status and the request id, no-store, and Connection: close: after
+ * an error trident never trusts the rest of the connection's bytes.
+ */
+#ifndef TRIDENT_ERRPAGE_H
+#define TRIDENT_ERRPAGE_H
+
+#include <event2/buffer.h>
+
+/* The standard reason phrase of a status trident produces ("Bad Gateway"). */
+const char *errpage_reason(int status);
+
+/* Append a complete error response to `out`. `head_only` leaves the body out (HEAD requests).
+ * Returns the number of bytes appended. */
+size_t errpage_write(struct evbuffer *out, int status, const char *request_id, int head_only);
+
+#endif

@@ -1,0 +1,36 @@
+/*
+ * reason: why trident itself decided how a request or connection ended. One enum with one string
+ * table, read by the access log, the error log and (later) the metrics labels, so that all of them
+ * name the same outcome the same way.
+ */
+#ifndef TRIDENT_REASON_H
+#define TRIDENT_REASON_H
+
+enum reason {
+    REASON_NONE,                  /* the upstream's answer went through unchanged */
+    REASON_BAD_REQUEST,           /* malformed request head or body framing (400) */
+    REASON_HEAD_TOO_LARGE,        /* request head over max_header_bytes (431) */
+    REASON_TOO_MANY_HEADERS,      /* over max_header_count (431) */
+    REASON_BODY_TOO_LARGE,        /* request body over max_request_body (413) */
+    REASON_METHOD_NOT_ALLOWED,    /* CONNECT (405) */
+    REASON_EXPECTATION_FAILED,    /* an Expect other than 100-continue (417) */
+    REASON_CLIENT_TIMEOUT,        /* head or body did not arrive in time (408) */
+    REASON_CLIENT_ABORTED,        /* client closed or reset mid-request */
+    REASON_CLIENT_SEND_TIMEOUT,   /* client stopped reading the response */
+    REASON_NO_SERVER,             /* no server can take the request (503) */
+    REASON_UPSTREAM_REFUSED,      /* connect refused or failed (502) */
+    REASON_UPSTREAM_CONNECT_TIMEOUT, /* (504) */
+    REASON_UPSTREAM_TIMEOUT,      /* no response in upstream_response_ms (504) */
+    REASON_UPSTREAM_RESET,        /* connection reset or closed before a complete response */
+    REASON_UPSTREAM_BAD_RESPONSE, /* unparseable or oversize response head (502) */
+    REASON_UPSTREAM_SEND_TIMEOUT, /* server stopped reading the request */
+    REASON_RESOURCE,              /* an allocation failed (503) */
+    REASON_TUNNEL_IDLE,           /* a WebSocket tunnel saw no byte for tunnel_idle_ms */
+    REASON_SHUTDOWN,              /* the drain timeout ended the request */
+    REASON_COUNT
+};
+
+/* Stable snake_case name of a reason ("upstream_refused"); "none" for REASON_NONE. */
+const char *reason_name(enum reason r);
+
+#endif

@@ -1,0 +1,74 @@
+/*
+ * worker: one thread, one event loop, and everything registered on it: its listening sockets (one
+ * per configured address, SO_REUSEPORT), its client connections, its router with the upstream
+ * pools, its access-log batcher and request-id generator. Nothing here is shared with another
+ * worker; the main thread talks to a worker only through worker_request_*(), which set an atomic
+ * command and wake the loop with event_active().
+ */
+#ifndef TRIDENT_WORKER_H
+#define TRIDENT_WORKER_H
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/queue.h>
+
+#include "config-t.h"
+#include "reqid.h"
+
+struct conn;
+
+enum worker_state {
+    WORKER_RUNNING,  /* accepting and serving */
+    WORKER_DRAINING, /* listeners closed; in-flight requests finish, then the loop exits */
+};
+
+enum worker_cmd {
+    WORKER_CMD_NONE,
+    WORKER_CMD_DRAIN, /* graceful: stop accepting, finish in-flight requests */
+    WORKER_CMD_STOP,  /* now: close every connection */
+};
+
+struct worker {
+    int id;
+    enum worker_state state;
+    pthread_t thread;
+    bool started;           /* the thread runs (or ran) and must be joined */
+    struct event_base *base;
+    struct config *cfg;     /* the snapshot new connections start with (a reference) */
+    struct router *router;  /* routes requests of connections started on cfg */
+    struct access_log *alog;
+    struct reqid_gen reqids;
+    struct evconnlistener **listeners;
+    size_t nlisteners;
+    struct event *ctl_ev;       /* woken by another thread: read `cmd` */
+    atomic_int cmd;             /* enum worker_cmd */
+    struct event *drain_ev;     /* the drain deadline */
+    struct event *retry_ev;     /* resumes accepting after an accept error (EMFILE) */
+    struct event *exit_notify;  /* main's event, activated when this loop has ended */
+    TAILQ_HEAD(conn_list, conn) conns;
+    unsigned nconns;
+    unsigned max_conns;         /* this worker's share of limits.max_connections */
+    bool accept_paused;         /* listeners disabled: at max_conns or after an accept error */
+};
+
+/* Build a worker on cfg (takes a reference) with listening sockets fds[0..nfds) (takes them),
+ * the access-log fd (shared, not owned) and main's exit notification event. NULL on failure. */
+struct worker *worker_new(int id, struct config *cfg, const int *fds, size_t nfds, int alog_fd,
+                          struct event *exit_notify);
+
+/* Start the worker's thread. Returns 0 or -1. */
+int worker_start(struct worker *w);
+
+/* From any thread: ask for a graceful drain, or for an immediate stop. */
+void worker_request(struct worker *w, enum worker_cmd cmd);
+
+/* Wait for the thread to end, then free everything. Accepts NULL. */
+void worker_join_free(struct worker *w);
+
+/* Called by a connection when it has been freed: accounting, accept resumption, drain end. */
+void worker_conn_closed(struct worker *w, struct conn *c);
+
+#endif

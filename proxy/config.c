@@ -1,0 +1,188 @@
+/*
+ * config: reading the JSON file, the walk through the schema table, then the checks that span
+ * several fields (duplicates, totals). Also the reference counting that lets threads share one
+ * immutable config. It does not apply a config (worker.c and main.c do).
+ */
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "config_schema.h"
+
+static int __attribute__((format(printf, 2, 3)))
+cross_fail(struct config_error *err, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int
+check_listeners(const struct config *cfg, struct config_error *err)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        for (size_t j = 0; j < i; j++)
+            if (addr_equal(&cfg->listeners[i].addr, &cfg->listeners[j].addr))
+                return cross_fail(err, "listeners[%zu].address: same address as listeners[%zu]",
+                                  i, j);
+    return 0;
+}
+
+/* Server ids are unique across clusters: logs, metrics and the admin endpoint name servers by id
+ * alone. Inside one cluster an address may appear once. */
+static int
+check_servers(const struct config *cfg, size_t ci, struct config_error *err)
+{
+    const struct cluster_conf *c = &cfg->clusters[ci];
+
+    for (size_t si = 0; si < c->nservers; si++) {
+        const struct server_conf *s = &c->servers[si];
+        for (size_t cj = 0; cj <= ci; cj++) {
+            const struct cluster_conf *o = &cfg->clusters[cj];
+            size_t end = cj == ci ? si : o->nservers;
+            for (size_t sj = 0; sj < end; sj++) {
+                if (strcmp(s->id, o->servers[sj].id) == 0)
+                    return cross_fail(err,
+                                      "clusters[%zu].servers[%zu].id: duplicate id \"%s\" "
+                                      "(also clusters[%zu].servers[%zu])",
+                                      ci, si, s->id, cj, sj);
+                if (cj == ci && addr_equal(&s->addr, &o->servers[sj].addr))
+                    return cross_fail(err,
+                                      "clusters[%zu].servers[%zu].address: same address as "
+                                      "clusters[%zu].servers[%zu]",
+                                      ci, si, ci, sj);
+            }
+        }
+    }
+    return 0;
+}
+
+static int
+check_clusters(struct config *cfg, struct config_error *err)
+{
+    int total = 0;
+
+    for (size_t i = 0; i < cfg->nclusters; i++) {
+        const struct cluster_conf *c = &cfg->clusters[i];
+        int servers_weight = 0;
+
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(c->name, cfg->clusters[j].name) == 0)
+                return cross_fail(err, "clusters[%zu].name: duplicate name \"%s\"", i, c->name);
+        if (check_servers(cfg, i, err) < 0)
+            return -1;
+        for (size_t s = 0; s < c->nservers; s++)
+            servers_weight += c->servers[s].weight;
+        if (c->weight > 0 && servers_weight == 0)
+            return cross_fail(err,
+                              "clusters[%zu].servers: every server has weight 0 but the cluster "
+                              "has weight %d",
+                              i, c->weight);
+        if (servers_weight > 0)
+            total += c->weight;
+        cfg->nservers += c->nservers;
+    }
+    if (total == 0)
+        return cross_fail(err, "clusters: no cluster can take traffic (all weights are 0)");
+    return 0;
+}
+
+static struct config *
+config_from_json(json_t *root, struct config_error *err)
+{
+    struct config *cfg = calloc(1, sizeof(*cfg));
+
+    if (cfg == NULL) {
+        cross_fail(err, "out of memory");
+        return NULL;
+    }
+    atomic_init(&cfg->refs, 1);
+    if (cfg_walk(&cfg_root, root, cfg, err->msg, sizeof(err->msg)) < 0)
+        goto fail;
+    if (check_listeners(cfg, err) < 0 || check_clusters(cfg, err) < 0)
+        goto fail;
+    return cfg;
+fail:
+    cfg_free(&cfg_root, cfg);
+    free(cfg);
+    return NULL;
+}
+
+static struct config *
+config_from_loaded(json_t *root, const json_error_t *jerr, const char *what,
+                   struct config_error *err)
+{
+    struct config *cfg;
+
+    if (root == NULL) {
+        cross_fail(err, "%s: line %d column %d: %s", what, jerr->line, jerr->column, jerr->text);
+        return NULL;
+    }
+    cfg = config_from_json(root, err);
+    json_decref(root);
+    return cfg;
+}
+
+struct config *
+config_load(const char *path, struct config_error *err)
+{
+    json_error_t jerr;
+    /* Duplicate keys are refused: with them the file would not mean what it says. */
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+
+    return config_from_loaded(root, &jerr, path, err);
+}
+
+struct config *
+config_parse(const char *text, struct config_error *err)
+{
+    json_error_t jerr;
+    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+
+    return config_from_loaded(root, &jerr, "config", err);
+}
+
+struct config *
+config_ref(struct config *cfg)
+{
+    atomic_fetch_add_explicit(&cfg->refs, 1, memory_order_relaxed);
+    return cfg;
+}
+
+void
+config_unref(struct config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    if (atomic_fetch_sub_explicit(&cfg->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    cfg_free(&cfg_root, cfg);
+    free(cfg);
+}
+
+const struct server_conf *
+config_find_server(const struct config *cfg, const char *id, const struct cluster_conf **cluster)
+{
+    for (size_t i = 0; i < cfg->nclusters; i++) {
+        for (size_t j = 0; j < cfg->clusters[i].nservers; j++) {
+            if (strcmp(cfg->clusters[i].servers[j].id, id) == 0) {
+                if (cluster != NULL)
+                    *cluster = &cfg->clusters[i];
+                return &cfg->clusters[i].servers[j];
+            }
+        }
+    }
+    return NULL;
+}
+
+void
+config_print_reference(FILE *out)
+{
+    cfg_print_reference(&cfg_root, out);
+}

@@ -1,0 +1,514 @@
+/*
+ * config_schema: the table of every configuration key, and the one walker that reads JSON with it.
+ * Adding a key is adding a row: the walker refuses bad values with their JSON path, fills defaults,
+ * and `trident --config-reference` prints the row for the README.
+ */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "config-t.h"
+#include "config_schema.h"
+#include "log.h"
+
+#define FIELDS(a) (a), sizeof(a) / sizeof((a)[0])
+#define MS_MAX    86400000 /* one day: longer than any sane timeout */
+
+static int64_t
+online_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+    return n < 1 ? 1 : (n > 256 ? 256 : n);
+}
+
+static const char *const balance_names[] = {"round_robin", "least_conn", NULL};
+
+static const struct cfg_field server_fields[] = {
+    {.key = "id", .type = CFG_NAME, .offset = offsetof(struct server_conf, id),
+     .flags = CFG_REQUIRED, .doc = "Unique server id (across all clusters), used in logs and metrics"},
+    {.key = "address", .type = CFG_ADDR, .offset = offsetof(struct server_conf, address),
+     .addr_offset = offsetof(struct server_conf, addr), .flags = CFG_REQUIRED,
+     .doc = "host:port or [ipv6]:port; names are resolved once at load"},
+    {.key = "weight", .type = CFG_INT, .offset = offsetof(struct server_conf, weight), .min = 0,
+     .max = 1000, .def = 1, .doc = "Share of the cluster's requests; 0 takes no new traffic"},
+};
+static const struct cfg_object server_schema = {sizeof(struct server_conf), FIELDS(server_fields)};
+
+static const struct cfg_field cluster_fields[] = {
+    {.key = "name", .type = CFG_NAME, .offset = offsetof(struct cluster_conf, name),
+     .flags = CFG_REQUIRED, .doc = "Unique cluster name"},
+    {.key = "provider", .type = CFG_NAME, .offset = offsetof(struct cluster_conf, provider),
+     .flags = CFG_REQUIRED, .doc = "Hosting provider label (e.g. ntt, gmo, aws)"},
+    {.key = "weight", .type = CFG_INT, .offset = offsetof(struct cluster_conf, weight), .min = 0,
+     .max = 1000, .def = 1, .doc = "Share of all requests sent to this cluster; 0 takes none"},
+    {.key = "balance", .type = CFG_ENUM, .offset = offsetof(struct cluster_conf, balance),
+     .names = balance_names, .def = 0, .doc = "Server choice inside the cluster"},
+    {.key = "servers", .type = CFG_ARRAY, .offset = offsetof(struct cluster_conf, servers),
+     .count_offset = offsetof(struct cluster_conf, nservers), .child = &server_schema, .min = 1,
+     .max = 1024, .flags = CFG_REQUIRED, .doc = "The cluster's servers"},
+};
+static const struct cfg_object cluster_schema = {sizeof(struct cluster_conf),
+                                                 FIELDS(cluster_fields)};
+
+static const struct cfg_field listener_fields[] = {
+    {.key = "address", .type = CFG_ADDR, .offset = offsetof(struct listener_conf, address),
+     .addr_offset = offsetof(struct listener_conf, addr), .flags = CFG_REQUIRED | CFG_PASSIVE,
+     .doc = "host:port to bind; \"*:port\" for all IPv4, \"[::]:port\" for IPv6"},
+    {.key = "backlog", .type = CFG_INT, .offset = offsetof(struct listener_conf, backlog),
+     .min = 1, .max = 65535, .def = 511, .doc = "listen(2) backlog of each worker's socket"},
+};
+static const struct cfg_object listener_schema = {sizeof(struct listener_conf),
+                                                  FIELDS(listener_fields)};
+
+#define TIMEOUT(k, d, text)                                                                        \
+    {.key = #k, .type = CFG_INT, .offset = offsetof(struct timeouts_conf, k), .min = 1,           \
+     .max = MS_MAX, .def = (d), .doc = (text)}
+static const struct cfg_field timeout_fields[] = {
+    TIMEOUT(client_header_ms, 10000, "Whole request head, from its first byte (then 408)"),
+    TIMEOUT(client_body_ms, 30000, "Between two reads of a request body (then 408)"),
+    TIMEOUT(client_idle_ms, 60000, "Keep-alive wait for a client's next request"),
+    TIMEOUT(client_send_ms, 30000, "A client that stops reading its response"),
+    TIMEOUT(upstream_connect_ms, 500, "TCP connect to a server (then 504)"),
+    TIMEOUT(upstream_send_ms, 30000, "A server that stops reading its request"),
+    TIMEOUT(upstream_response_ms, 60000,
+            "Request sent to response head, and between response reads (then 504)"),
+    TIMEOUT(upstream_idle_ms, 10000, "Idle pooled keep-alive connection to a server"),
+    TIMEOUT(tunnel_idle_ms, 300000, "WebSocket tunnel with no byte in either direction"),
+    TIMEOUT(shutdown_drain_ms, 10000, "On SIGTERM, time in-flight requests get to finish"),
+};
+static const struct cfg_object timeouts_schema = {0, FIELDS(timeout_fields)};
+
+#define LIMIT(k, type_, lo, hi, d, text)                                                           \
+    {.key = #k, .type = (type_), .offset = offsetof(struct limits_conf, k), .min = (lo),         \
+     .max = (hi), .def = (d), .doc = (text)}
+static const struct cfg_field limit_fields[] = {
+    LIMIT(max_header_bytes, CFG_INT, 1024, 1048576, 16384,
+          "Request line and headers on the wire (then 431)"),
+    LIMIT(max_header_count, CFG_INT, 1, 1000, 100, "Request header fields (then 431)"),
+    LIMIT(max_response_header_bytes, CFG_INT, 1024, 1048576, 65536,
+          "Response head from a server (then 502)"),
+    LIMIT(max_response_header_count, CFG_INT, 1, 1000, 200, "Response header fields (then 502)"),
+    LIMIT(max_request_body, CFG_INT64, 0, INT64_C(1) << 50, 104857600,
+          "Request body bytes, Content-Length or chunked (then 413)"),
+    LIMIT(max_connections, CFG_INT, 1, 1000000, 10000,
+          "Client connections for the process, shared evenly by the workers"),
+    LIMIT(upstream_keepalive, CFG_INT, 0, 10000, 32,
+          "Idle keep-alive connections kept per server per worker; 0 disables reuse"),
+    LIMIT(buffer_bytes, CFG_INT, 4096, 16777216, 65536,
+          "Per direction: reading pauses when this much waits to be written"),
+};
+static const struct cfg_object limits_schema = {0, FIELDS(limit_fields)};
+
+static const struct cfg_field log_fields[] = {
+    {.key = "access", .type = CFG_STRING, .offset = offsetof(struct log_conf, access), .min = 1,
+     .max = 4096, .def_str = "stdout",
+     .doc = "Access log: \"stdout\", \"off\", or a file path (reopened on SIGUSR1)"},
+    {.key = "error_level", .type = CFG_ENUM, .offset = offsetof(struct log_conf, error_level),
+     .names = log_level_names, .def = LOG_INFO, .doc = "Error log (stderr) verbosity"},
+};
+static const struct cfg_object log_schema = {0, FIELDS(log_fields)};
+
+static const struct cfg_field root_fields[] = {
+    {.key = "workers", .type = CFG_INT, .offset = offsetof(struct config, workers), .min = 1,
+     .max = 256, .def_fn = online_cpus, .def_doc = "online CPUs",
+     .doc = "Worker threads, each with its own event loop and listening sockets"},
+    {.key = "listeners", .type = CFG_ARRAY, .offset = offsetof(struct config, listeners),
+     .count_offset = offsetof(struct config, nlisteners), .child = &listener_schema, .min = 1,
+     .max = 64, .flags = CFG_REQUIRED, .doc = "Client-facing sockets"},
+    {.key = "timeouts", .type = CFG_OBJECT, .offset = offsetof(struct config, timeouts),
+     .child = &timeouts_schema, .doc = "Timeouts, in milliseconds"},
+    {.key = "limits", .type = CFG_OBJECT, .offset = offsetof(struct config, limits),
+     .child = &limits_schema, .doc = "Sizes and counts"},
+    {.key = "log", .type = CFG_OBJECT, .offset = offsetof(struct config, log),
+     .child = &log_schema, .doc = "Logging"},
+    {.key = "clusters", .type = CFG_ARRAY, .offset = offsetof(struct config, clusters),
+     .count_offset = offsetof(struct config, nclusters), .child = &cluster_schema, .min = 1,
+     .max = 64, .flags = CFG_REQUIRED,
+     .doc = "Upstream clusters, one per hosting provider, all active at once"},
+};
+const struct cfg_object cfg_root = {sizeof(struct config), FIELDS(root_fields)};
+
+/* ---- the walker ---------------------------------------------------------------------------- */
+
+struct path {
+    char buf[256];
+    size_t len;
+};
+
+static size_t
+path_push_key(struct path *p, const char *key)
+{
+    size_t old = p->len;
+    int n = snprintf(p->buf + p->len, sizeof(p->buf) - p->len, "%s%s", p->len ? "." : "", key);
+
+    if (n > 0)
+        p->len = p->len + (size_t)n < sizeof(p->buf) ? p->len + (size_t)n : sizeof(p->buf) - 1;
+    return old;
+}
+
+static size_t
+path_push_index(struct path *p, size_t i)
+{
+    size_t old = p->len;
+    int n = snprintf(p->buf + p->len, sizeof(p->buf) - p->len, "[%zu]", i);
+
+    if (n > 0)
+        p->len = p->len + (size_t)n < sizeof(p->buf) ? p->len + (size_t)n : sizeof(p->buf) - 1;
+    return old;
+}
+
+static void
+path_pop(struct path *p, size_t old)
+{
+    p->len = old;
+    p->buf[old] = '\0';
+}
+
+static int __attribute__((format(printf, 4, 5)))
+fail(char *err, size_t errlen, const struct path *p, const char *fmt, ...)
+{
+    char reason[384];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    snprintf(err, errlen, "%s: %s", p->len ? p->buf : "(root)", reason);
+    return -1;
+}
+
+static const char *
+json_type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a number with a fraction";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    case JSON_NULL: return "null";
+    }
+    return "something else";
+}
+
+static bool
+is_name(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n < 1 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!isalnum(c) && c != '.' && c != '_' && c != '-')
+            return false;
+    }
+    return true;
+}
+
+static int walk_object(const struct cfg_object *obj, json_t *json, char *base, struct path *p,
+                       char *err, size_t errlen);
+
+static int
+walk_integer(const struct cfg_field *f, json_t *v, char *base, const struct path *p, char *err,
+             size_t errlen)
+{
+    json_int_t n;
+
+    if (!json_is_integer(v))
+        return fail(err, errlen, p, "expected an integer, got %s", json_type_name(v));
+    n = json_integer_value(v);
+    if (n < f->min || n > f->max)
+        return fail(err, errlen, p, "%lld is out of range %lld..%lld", (long long)n,
+                    (long long)f->min, (long long)f->max);
+    if (f->type == CFG_INT)
+        *(int *)(void *)(base + f->offset) = (int)n;
+    else
+        *(int64_t *)(void *)(base + f->offset) = (int64_t)n;
+    return 0;
+}
+
+static int
+walk_enum(const struct cfg_field *f, const char *s, char *base, const struct path *p, char *err,
+          size_t errlen)
+{
+    char list[256] = "";
+
+    for (int i = 0; f->names[i] != NULL; i++) {
+        if (strcmp(s, f->names[i]) == 0) {
+            *(int *)(void *)(base + f->offset) = i;
+            return 0;
+        }
+        snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s\"%s\"", i ? ", " : "",
+                 f->names[i]);
+    }
+    return fail(err, errlen, p, "expected one of %s", list);
+}
+
+static int
+walk_string(const struct cfg_field *f, json_t *v, char *base, const struct path *p, char *err,
+            size_t errlen)
+{
+    const char *s;
+    size_t len;
+    int64_t maxlen = f->max ? f->max : 4096;
+    char why[160];
+
+    if (!json_is_string(v))
+        return fail(err, errlen, p, "expected a string, got %s", json_type_name(v));
+    s = json_string_value(v);
+    len = json_string_length(v);
+    if (strlen(s) != len)
+        return fail(err, errlen, p, "NUL byte inside the string");
+    if (f->type == CFG_ENUM)
+        return walk_enum(f, s, base, p, err, errlen);
+    if (f->type == CFG_NAME && !is_name(s))
+        return fail(err, errlen, p, "expected 1 to 64 characters of A-Z a-z 0-9 . _ -");
+    if ((int64_t)len < f->min || (int64_t)len > maxlen)
+        return fail(err, errlen, p, "length %zu is out of range %lld..%lld", len,
+                    (long long)f->min, (long long)maxlen);
+    if (f->type == CFG_ADDR &&
+        addr_parse(s, (f->flags & CFG_PASSIVE) != 0,
+                   (struct addr *)(void *)(base + f->addr_offset), why, sizeof(why)) < 0)
+        return fail(err, errlen, p, "%s", why);
+    *(char **)(void *)(base + f->offset) = strdup(s);
+    return 0;
+}
+
+static int
+walk_array(const struct cfg_field *f, json_t *v, char *base, struct path *p, char *err,
+           size_t errlen)
+{
+    size_t n, i;
+    char *items;
+
+    if (!json_is_array(v))
+        return fail(err, errlen, p, "expected an array, got %s", json_type_name(v));
+    n = json_array_size(v);
+    if ((int64_t)n < f->min || (int64_t)n > f->max)
+        return fail(err, errlen, p, "expected %lld to %lld items, got %zu", (long long)f->min,
+                    (long long)f->max, n);
+    items = calloc(n ? n : 1, f->child->size);
+    if (items == NULL)
+        return fail(err, errlen, p, "out of memory");
+    *(void **)(void *)(base + f->offset) = items;
+    *(size_t *)(void *)(base + f->count_offset) = n;
+    for (i = 0; i < n; i++) {
+        size_t old = path_push_index(p, i);
+        int rc = walk_object(f->child, json_array_get(v, i), items + i * f->child->size, p, err,
+                             errlen);
+        path_pop(p, old);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The value of a key that is absent: its default, or an error when it is required. */
+static int
+walk_default(const struct cfg_field *f, char *base, struct path *p, char *err, size_t errlen)
+{
+    json_t *empty;
+    int rc;
+
+    if (f->flags & CFG_REQUIRED)
+        return fail(err, errlen, p, "required key is missing");
+    switch (f->type) {
+    case CFG_INT:
+    case CFG_ENUM:
+        *(int *)(void *)(base + f->offset) = (int)(f->def_fn ? f->def_fn() : f->def);
+        return 0;
+    case CFG_INT64:
+        *(int64_t *)(void *)(base + f->offset) = f->def_fn ? f->def_fn() : f->def;
+        return 0;
+    case CFG_STRING:
+    case CFG_NAME:
+    case CFG_ADDR:
+        if (f->def_str != NULL)
+            *(char **)(void *)(base + f->offset) = strdup(f->def_str);
+        return 0;
+    case CFG_OBJECT:
+        empty = json_object(); /* an absent section is an empty one: every key defaults */
+        rc = walk_object(f->child, empty, base + f->offset, p, err, errlen);
+        json_decref(empty);
+        return rc;
+    case CFG_ARRAY:
+        return 0;
+    }
+    return 0;
+}
+
+static int
+walk_field(const struct cfg_field *f, json_t *v, char *base, struct path *p, char *err,
+           size_t errlen)
+{
+    if (v == NULL)
+        return walk_default(f, base, p, err, errlen);
+    switch (f->type) {
+    case CFG_INT:
+    case CFG_INT64: return walk_integer(f, v, base, p, err, errlen);
+    case CFG_STRING:
+    case CFG_NAME:
+    case CFG_ENUM:
+    case CFG_ADDR: return walk_string(f, v, base, p, err, errlen);
+    case CFG_OBJECT: return walk_object(f->child, v, base + f->offset, p, err, errlen);
+    case CFG_ARRAY: return walk_array(f, v, base, p, err, errlen);
+    }
+    return 0;
+}
+
+static const struct cfg_field *
+find_field(const struct cfg_object *obj, const char *key)
+{
+    for (size_t i = 0; i < obj->nfields; i++)
+        if (strcmp(obj->fields[i].key, key) == 0)
+            return &obj->fields[i];
+    return NULL;
+}
+
+static int
+walk_object(const struct cfg_object *obj, json_t *json, char *base, struct path *p, char *err,
+            size_t errlen)
+{
+    const char *key;
+    json_t *v;
+
+    if (!json_is_object(json))
+        return fail(err, errlen, p, "expected an object, got %s", json_type_name(json));
+    json_object_foreach(json, key, v)
+    {
+        if (find_field(obj, key) == NULL) {
+            size_t old = path_push_key(p, key);
+            fail(err, errlen, p, "unknown key");
+            path_pop(p, old);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < obj->nfields; i++) {
+        const struct cfg_field *f = &obj->fields[i];
+        size_t old = path_push_key(p, f->key);
+        int rc = walk_field(f, json_object_get(json, f->key), base, p, err, errlen);
+
+        path_pop(p, old);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int
+cfg_walk(const struct cfg_object *obj, json_t *json, void *target, char *err, size_t errlen)
+{
+    struct path p = {.len = 0};
+
+    p.buf[0] = '\0';
+    return walk_object(obj, json, target, &p, err, errlen);
+}
+
+void
+cfg_free(const struct cfg_object *obj, void *target)
+{
+    char *base = target;
+
+    for (size_t i = 0; i < obj->nfields; i++) {
+        const struct cfg_field *f = &obj->fields[i];
+        char *items;
+        size_t n;
+
+        switch (f->type) {
+        case CFG_STRING:
+        case CFG_NAME:
+        case CFG_ADDR:
+            free(*(char **)(void *)(base + f->offset));
+            *(char **)(void *)(base + f->offset) = NULL;
+            break;
+        case CFG_OBJECT: cfg_free(f->child, base + f->offset); break;
+        case CFG_ARRAY:
+            items = *(char **)(void *)(base + f->offset);
+            n = *(size_t *)(void *)(base + f->count_offset);
+            for (size_t j = 0; items != NULL && j < n; j++)
+                cfg_free(f->child, items + j * f->child->size);
+            free(items);
+            *(char **)(void *)(base + f->offset) = NULL;
+            *(size_t *)(void *)(base + f->count_offset) = 0;
+            break;
+        default: break;
+        }
+    }
+}
+
+/* ---- the reference --------------------------------------------------------------------------- */
+
+static void
+print_type_and_range(const struct cfg_field *f, FILE *out)
+{
+    switch (f->type) {
+    case CFG_INT:
+    case CFG_INT64: fprintf(out, "integer %lld..%lld", (long long)f->min, (long long)f->max); break;
+    case CFG_STRING: fprintf(out, "string"); break;
+    case CFG_NAME: fprintf(out, "name ([A-Za-z0-9._-], 1..64)"); break;
+    case CFG_ADDR: fprintf(out, "host:port"); break;
+    case CFG_OBJECT: fprintf(out, "object"); break;
+    case CFG_ARRAY:
+        fprintf(out, "array of %lld..%lld objects", (long long)f->min, (long long)f->max);
+        break;
+    case CFG_ENUM:
+        for (int i = 0; f->names[i] != NULL; i++)
+            fprintf(out, "%s`%s`", i ? ", " : "", f->names[i]);
+        break;
+    }
+}
+
+static void
+print_default(const struct cfg_field *f, FILE *out)
+{
+    if (f->flags & CFG_REQUIRED)
+        fprintf(out, "required");
+    else if (f->def_doc != NULL)
+        fprintf(out, "%s", f->def_doc);
+    else if (f->type == CFG_INT || f->type == CFG_INT64)
+        fprintf(out, "`%lld`", (long long)f->def);
+    else if (f->type == CFG_ENUM)
+        fprintf(out, "`%s`", f->names[f->def]);
+    else if (f->def_str != NULL)
+        fprintf(out, "`\"%s\"`", f->def_str);
+    else
+        fprintf(out, "-");
+}
+
+static void
+print_rows(const struct cfg_object *obj, const char *prefix, FILE *out)
+{
+    for (size_t i = 0; i < obj->nfields; i++) {
+        const struct cfg_field *f = &obj->fields[i];
+        char path[256];
+
+        snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", f->key);
+        fprintf(out, "| `%s` | ", path);
+        print_type_and_range(f, out);
+        fprintf(out, " | ");
+        print_default(f, out);
+        fprintf(out, " | %s |\n", f->doc);
+        if (f->type == CFG_ARRAY) {
+            strncat(path, "[]", sizeof(path) - strlen(path) - 1);
+            print_rows(f->child, path, out);
+        } else if (f->type == CFG_OBJECT) {
+            print_rows(f->child, path, out);
+        }
+    }
+}
+
+void
+cfg_print_reference(const struct cfg_object *obj, FILE *out)
+{
+    fprintf(out, "| key | type | default | meaning |\n|---|---|---|---|\n");
+    print_rows(obj, "", out);
+}

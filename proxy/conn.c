@@ -1,0 +1,633 @@
+/*
+ * conn: the client side of a connection's state machine. Accepting, reading and checking request
+ * heads, getting a server connection, forwarding the request body with backpressure, keep-alive and
+ * pipelining, and closing (flush, then a short lingering read so an error page is not destroyed by
+ * a reset). The response side is conn_response.c; the WebSocket tunnel is tunnel.c.
+ */
+#include <assert.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "access_log.h"
+#include "clock.h"
+#include "config-t.h"
+#include "conn_int.h"
+#include "errpage.h"
+#include "log.h"
+#include "rewrite.h"
+#include "router.h"
+#include "worker.h"
+
+#define MAX_SINGLE_IO 65536 /* bytes per read(2)/write(2) */
+#define LINGER_MS     2000  /* after the last byte of a closing connection, read and drop */
+
+static void client_read_cb(struct bufferevent *bev, void *arg);
+static void client_write_cb(struct bufferevent *bev, void *arg);
+static void client_event_cb(struct bufferevent *bev, short what, void *arg);
+static void read_head(struct conn *c);
+
+/* ---- state and timers ------------------------------------------------------------------------ */
+
+void
+conn_set_state(struct conn *c, enum conn_state to)
+{
+    switch (to) {
+    case CONN_IDLE: assert(c->state == CONN_STREAMING); break;
+    case CONN_READING_HEAD: assert(c->state == CONN_IDLE); break;
+    case CONN_CONNECTING_UPSTREAM:
+        /* from STREAMING only to retry a reused connection the server had closed */
+        assert(c->state == CONN_READING_HEAD || c->state == CONN_STREAMING);
+        break;
+    case CONN_STREAMING: assert(c->state == CONN_CONNECTING_UPSTREAM); break;
+    case CONN_TUNNEL: assert(c->state == CONN_STREAMING); break;
+    case CONN_CLOSING: assert(c->state != CONN_CLOSED && c->state != CONN_CLOSING); break;
+    case CONN_CLOSED: break;
+    }
+    c->state = to;
+}
+
+void
+conn_arm_timer(struct conn *c, int ms)
+{
+    struct timeval tv = clock_tv_ms(ms);
+
+    evtimer_add(c->timer, &tv);
+}
+
+static void
+set_client_timeouts(struct conn *c, int read_ms)
+{
+    struct timeval rd = clock_tv_ms(read_ms), wr = clock_tv_ms(c->cfg->timeouts.client_send_ms);
+
+    bufferevent_set_timeouts(c->bev, read_ms > 0 ? &rd : NULL, &wr);
+}
+
+static void
+set_reading(struct bufferevent *bev, bool on)
+{
+    bool now = (bufferevent_get_enabled(bev) & EV_READ) != 0;
+
+    if (on && !now)
+        bufferevent_enable(bev, EV_READ);
+    else if (!on && now)
+        bufferevent_disable(bev, EV_READ);
+}
+
+/* le-proxy's backpressure: a side stops reading while the other side's output is above the high
+ * watermark; the other side's write callback (low watermark) calls this again as it drains. */
+void
+conn_update_flow(struct conn *c)
+{
+    size_t high = (size_t)c->cfg->limits.buffer_bytes;
+    size_t up_out, client_out;
+
+    if (c->state != CONN_STREAMING && c->state != CONN_TUNNEL)
+        return;
+    up_out = evbuffer_get_length(bufferevent_get_output(c->up->bev));
+    client_out = evbuffer_get_length(bufferevent_get_output(c->bev));
+    /* After a complete request the client side keeps reading, to notice a close; what it reads
+     * (a pipelined request) waits, bounded by the read watermark. */
+    if (c->state == CONN_TUNNEL || c->req_phase == REQ_BODY)
+        set_reading(c->bev, !c->client_eof && up_out < high);
+    else
+        set_reading(c->bev, !c->client_eof);
+    set_reading(c->up->bev, client_out < high);
+}
+
+/* ---- logging and the end of an exchange -------------------------------------------------------- */
+
+static int64_t
+span_us(uint64_t from, uint64_t to)
+{
+    return from != 0 && to >= from ? (int64_t)(to - from) : -1;
+}
+
+static void
+log_exchange(struct conn *c)
+{
+    const struct exchange *x = &c->x;
+    uint64_t now = clock_mono_us();
+    struct access_entry e = {
+        .time_ms = x->start_wall_ms,
+        .request_id = x->id,
+        .client = c->client,
+        .method = c->req.head_complete ? llhttp_method_name(c->req.parser.method) : NULL,
+        .target = http_msg_at(&c->req, c->req.target_off),
+        .target_len = c->req.target_len,
+        .http_minor = c->req.parser.http_minor,
+        .status = x->status,
+        .bytes_in = x->bytes_in,
+        .bytes_out = x->bytes_out,
+        .total_us = span_us(x->start_us, now),
+        .connect_us = x->pooled ? -1 : span_us(x->connect_start_us, x->connected_us),
+        .upstream_us = span_us(x->sent_us, x->header_us),
+        .attempts = x->attempts,
+        .reason = x->reason,
+    };
+
+    if (x->server != NULL) {
+        e.server = x->server->conf->id;
+        e.cluster = x->server->cluster->conf->name;
+        e.provider = x->server->cluster->conf->provider;
+    }
+    access_log_write(c->w->alog, &e);
+}
+
+/* Ends the open exchange, if any: its log line, and the server's active count. A connection that
+ * closes before a whole head arrived and without an answer has no exchange worth a line. */
+static void
+finish_exchange(struct conn *c)
+{
+    if (!conn_exchange_open(c))
+        return;
+    if (c->req.head_complete || c->x.status != 0)
+        log_exchange(c);
+    if (c->x.server != NULL)
+        router_end(c->x.server);
+    c->x.server = NULL;
+}
+
+void
+conn_drop_upstream(struct conn *c)
+{
+    upstream_free(c->up);
+    c->up = NULL;
+}
+
+static void
+assign_request_id(struct conn *c)
+{
+    const struct http_field *f;
+
+    if (c->x.id[0] != '\0')
+        return;
+    if (c->x.info.request_id >= 0) {
+        f = &c->req.fields[c->x.info.request_id];
+        memcpy(c->x.id, http_msg_at(&c->req, f->value_off), f->value_len);
+        c->x.id[f->value_len] = '\0';
+    } else {
+        reqid_next(&c->w->reqids, c->x.id);
+    }
+}
+
+/* ---- closing ----------------------------------------------------------------------------------- */
+
+void
+conn_close_now(struct conn *c, enum reason why)
+{
+    if (c->state == CONN_CLOSED)
+        return;
+    if (conn_exchange_open(c) && c->x.reason == REASON_NONE)
+        c->x.reason = why;
+    finish_exchange(c);
+    conn_drop_upstream(c);
+    conn_set_state(c, CONN_CLOSED);
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+    evtimer_del(c->timer);
+    event_active(c->free_ev, EV_TIMEOUT, 1);
+}
+
+/* Output flushed: half-close, then read and drop what the client still sends for a moment. A close
+ * with unread input would send a reset, which can destroy the response before the client reads it
+ * (the problem nginx's lingering_close solves). */
+static void
+closing_flushed(struct conn *c)
+{
+    if (c->client_eof) {
+        conn_close_now(c, REASON_NONE);
+        return;
+    }
+    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    conn_arm_timer(c, LINGER_MS);
+}
+
+void
+conn_close_after_flush(struct conn *c)
+{
+    finish_exchange(c);
+    conn_drop_upstream(c);
+    conn_set_state(c, CONN_CLOSING);
+    bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    conn_arm_timer(c, c->cfg->timeouts.client_send_ms);
+    evbuffer_drain(bufferevent_get_input(c->bev), (size_t)-1);
+    set_reading(c->bev, !c->client_eof);
+    bufferevent_enable(c->bev, EV_WRITE);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        closing_flushed(c);
+}
+
+/* Something went wrong in the exchange: answer with `status` when no response has started, else
+ * cut the response short (the client sees a truncated body). Either way the connection closes. */
+void
+conn_fail(struct conn *c, int status, enum reason why)
+{
+    if (c->x.reason == REASON_NONE)
+        c->x.reason = why;
+    conn_drop_upstream(c);
+    if (!conn_response_started(c) && c->state != CONN_TUNNEL) {
+        assign_request_id(c);
+        c->x.status = status;
+        c->x.bytes_out += errpage_write(bufferevent_get_output(c->bev), status, c->x.id,
+                                        c->req.head_complete &&
+                                            c->req.parser.method == HTTP_HEAD);
+    }
+    c->x.keep_alive = false;
+    conn_close_after_flush(c);
+}
+
+/* ---- keep-alive ---------------------------------------------------------------------------------- */
+
+static void
+begin_exchange(struct conn *c)
+{
+    memset(&c->x, 0, sizeof(c->x));
+    c->x.info.request_id = -1;
+    c->x.start_us = clock_mono_us();
+    c->x.start_wall_ms = clock_wall_ms();
+    conn_set_state(c, CONN_READING_HEAD);
+    /* The first request's deadline has run since accept; later ones start at their first byte. */
+    if (c->requests++ > 0)
+        conn_arm_timer(c, c->cfg->timeouts.client_header_ms);
+}
+
+static void
+next_request(struct conn *c)
+{
+    finish_exchange(c);
+    http_msg_reset(&c->req);
+    conn_set_state(c, CONN_IDLE);
+    if (c->w->state != WORKER_RUNNING) {
+        conn_close_after_flush(c);
+        return;
+    }
+    set_client_timeouts(c, 0);
+    set_reading(c->bev, true);
+    conn_arm_timer(c, c->cfg->timeouts.client_idle_ms);
+    /* A pipelined request may already be waiting: its bytes arrived while this one streamed. */
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+        begin_exchange(c);
+        read_head(c);
+    }
+}
+
+void
+conn_exchange_done(struct conn *c)
+{
+    struct upstream *u = c->up;
+    bool reusable = u != NULL && c->req_phase == REQ_DONE &&
+                    c->x.resp_body.kind != BODY_UNTIL_EOF &&
+                    llhttp_should_keep_alive(&u->resp.parser) &&
+                    evbuffer_get_length(bufferevent_get_input(u->bev)) == 0;
+
+    c->up = NULL;
+    if (reusable)
+        upstream_pool_put(&u->server->pool, u);
+    else
+        upstream_free(u);
+    if (c->x.keep_alive && c->req_phase == REQ_DONE)
+        next_request(c);
+    else
+        conn_close_after_flush(c);
+}
+
+/* ---- the request -------------------------------------------------------------------------------- */
+
+static void
+request_sent(struct conn *c)
+{
+    const struct timeouts_conf *t = &c->cfg->timeouts;
+    struct timeval resp = clock_tv_ms(t->upstream_response_ms);
+    struct timeval send = clock_tv_ms(t->upstream_send_ms);
+
+    c->req_phase = REQ_DONE;
+    c->x.sent_us = clock_mono_us();
+    /* The response clock starts only now: a long upload is not a slow server. */
+    bufferevent_set_timeouts(c->up->bev, &resp, &send);
+    set_client_timeouts(c, 0);
+    conn_update_flow(c);
+}
+
+static void
+pump_request(struct conn *c)
+{
+    struct body *b = &c->x.req_body;
+    uint64_t before = b->wire_in;
+    enum body_step st;
+
+    st = body_pump(b, bufferevent_get_input(c->bev), bufferevent_get_output(c->up->bev));
+    c->x.bytes_in += b->wire_in - before;
+    switch (st) {
+    case BODY_AGAIN: conn_update_flow(c); return;
+    case BODY_DONE: request_sent(c); return;
+    case BODY_ERR_LIMIT: conn_fail(c, 413, REASON_BODY_TOO_LARGE); return;
+    case BODY_ERR_SYNTAX: conn_fail(c, 400, REASON_BAD_REQUEST); return;
+    }
+}
+
+void
+conn_upstream_ready(struct conn *c)
+{
+    struct upstream *u = c->up;
+    struct timeval send = clock_tv_ms(c->cfg->timeouts.upstream_send_ms);
+    size_t n = evbuffer_get_length(c->up_head);
+
+    conn_set_state(c, CONN_STREAMING);
+    c->resp_phase = RESP_HEAD;
+    c->x.connected_us = clock_mono_us();
+    u->uses++;
+    http_msg_reset(&u->resp);
+    bufferevent_set_timeouts(u->bev, NULL, &send);
+    bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+    /* Copied, not moved: the head stays for a retry until the response starts. */
+    evbuffer_add(bufferevent_get_output(u->bev), evbuffer_pullup(c->up_head, -1), n);
+    if (c->req_phase == REQ_BODY) {
+        set_client_timeouts(c, c->cfg->timeouts.client_body_ms);
+        pump_request(c);
+    } else {
+        request_sent(c);
+    }
+}
+
+void
+conn_connect_upstream(struct conn *c)
+{
+    struct server_rt *s = c->x.server;
+    struct upstream *u = NULL;
+
+    conn_set_state(c, CONN_CONNECTING_UPSTREAM);
+    /* A retry never takes a pooled connection: it retries because a pooled one failed. */
+    if (c->x.attempts++ == 0)
+        u = upstream_pool_take(&s->pool);
+    c->x.pooled = u != NULL;
+    if (u != NULL) {
+        upstream_attach(u, &conn_upstream_handler, c);
+        c->up = u;
+        conn_upstream_ready(c);
+        return;
+    }
+    c->x.connect_start_us = clock_mono_us();
+    c->up = upstream_connect(bufferevent_get_base(c->bev), s, c->cfg, &conn_upstream_handler, c);
+    if (c->up == NULL) {
+        log_warn("connect to server %s: cannot create socket", s->conf->id);
+        conn_fail(c, 503, REASON_RESOURCE);
+    }
+}
+
+/* Framing of the request body (RFC 9112 section 6.3). headers_check_request() has already refused
+ * a Transfer-Encoding other than "chunked" and Transfer-Encoding with Content-Length. */
+static int
+choose_request_body(struct conn *c)
+{
+    const llhttp_t *p = &c->req.parser;
+    uint64_t limit = (uint64_t)c->cfg->limits.max_request_body;
+    enum body_kind kind = BODY_NONE;
+
+    if (p->flags & F_CHUNKED) {
+        kind = BODY_CHUNKED;
+    } else if ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0) {
+        if (p->content_length > limit) /* refused before a byte of it is read */
+            return -1;
+        kind = BODY_LENGTH;
+    }
+    body_init(&c->x.req_body, kind, p->content_length, kind == BODY_CHUNKED, limit, &c->req);
+    return 0;
+}
+
+static void
+on_request_head(struct conn *c)
+{
+    struct rewrite_request_ctx ctx;
+    enum reason why;
+    int status;
+
+    evtimer_del(c->timer);
+    status = headers_check_request(&c->req, &c->x.info, &why);
+    assign_request_id(c);
+    if (status != 0) {
+        conn_fail(c, status, why);
+        return;
+    }
+    c->x.keep_alive = llhttp_should_keep_alive(&c->req.parser) && c->w->state == WORKER_RUNNING;
+    if (choose_request_body(c) < 0) {
+        conn_fail(c, 413, REASON_BODY_TOO_LARGE);
+        return;
+    }
+    c->x.server = router_pick(c->router);
+    if (c->x.server == NULL) {
+        conn_fail(c, 503, REASON_NO_SERVER);
+        return;
+    }
+    router_begin(c->x.server);
+    ctx = (struct rewrite_request_ctx){
+        .client_ip = c->client_ip,
+        .proto = "http",
+        .request_id = c->x.id,
+        .chunked = c->x.req_body.kind == BODY_CHUNKED,
+        .default_host = c->x.server->conf->address,
+    };
+    evbuffer_drain(c->up_head, (size_t)-1);
+    if (rewrite_request(&c->req, &c->x.info, &ctx, c->up_head) < 0) {
+        conn_fail(c, 503, REASON_RESOURCE);
+        return;
+    }
+    c->req_phase = c->x.req_body.kind == BODY_NONE ? REQ_DONE : REQ_BODY;
+    conn_connect_upstream(c);
+}
+
+static void
+read_head(struct conn *c)
+{
+    enum http_step st = http_msg_feed(&c->req, bufferevent_get_input(c->bev), &c->x.bytes_in);
+
+    if (st == HTTP_AGAIN)
+        return;
+    if (st == HTTP_HEAD_DONE) {
+        on_request_head(c);
+        return;
+    }
+    log_debug("client %s: bad request head: %s", c->client, http_msg_error_text(&c->req));
+    switch (c->req.error) {
+    case HTTP_ERR_HEAD_TOO_LARGE: conn_fail(c, 431, REASON_HEAD_TOO_LARGE); break;
+    case HTTP_ERR_TOO_MANY_FIELDS: conn_fail(c, 431, REASON_TOO_MANY_HEADERS); break;
+    case HTTP_ERR_NOMEM: conn_fail(c, 503, REASON_RESOURCE); break;
+    default: conn_fail(c, 400, REASON_BAD_REQUEST); break;
+    }
+}
+
+/* ---- client socket callbacks --------------------------------------------------------------------- */
+
+static void
+client_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+
+    switch (c->state) {
+    case CONN_IDLE:
+        begin_exchange(c);
+        read_head(c);
+        break;
+    case CONN_READING_HEAD: read_head(c); break;
+    case CONN_STREAMING:
+        if (c->req_phase == REQ_BODY)
+            pump_request(c);
+        break;
+    case CONN_CONNECTING_UPSTREAM:
+        /* The body waits in the input buffer, bounded by its read watermark. */
+        break;
+    case CONN_CLOSING: evbuffer_drain(bufferevent_get_input(bev), (size_t)-1); break;
+    case CONN_TUNNEL:
+    case CONN_CLOSED: break;
+    }
+}
+
+static void
+client_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+
+    if (c->state == CONN_STREAMING)
+        conn_update_flow(c);
+    else if (c->state == CONN_CLOSING && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        closing_flushed(c);
+}
+
+static void
+client_eof(struct conn *c)
+{
+    c->client_eof = true;
+    switch (c->state) {
+    case CONN_CONNECTING_UPSTREAM:
+    case CONN_STREAMING:
+        if (c->req_phase == REQ_DONE) {
+            /* A half-close after a complete request: answer it, then close. */
+            c->x.keep_alive = false;
+            set_reading(c->bev, false);
+            return;
+        }
+        conn_close_now(c, REASON_CLIENT_ABORTED);
+        return;
+    default: conn_close_now(c, REASON_CLIENT_ABORTED); return;
+    }
+}
+
+static void
+client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING))
+        conn_fail(c, 408, REASON_CLIENT_TIMEOUT); /* request body stalled */
+    else if (what & BEV_EVENT_TIMEOUT)
+        conn_close_now(c, REASON_CLIENT_SEND_TIMEOUT);
+    else if (what & BEV_EVENT_ERROR)
+        conn_close_now(c, REASON_CLIENT_ABORTED);
+    else if (what & BEV_EVENT_EOF)
+        client_eof(c);
+}
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+
+    switch (c->state) {
+    case CONN_READING_HEAD: conn_fail(c, 408, REASON_CLIENT_TIMEOUT); break;
+    case CONN_TUNNEL: conn_close_now(c, REASON_TUNNEL_IDLE); break;
+    case CONN_IDLE:    /* keep-alive expired: close without a word, as HTTP allows */
+    case CONN_CLOSING: /* flush or linger over */
+        conn_close_now(c, REASON_NONE);
+        break;
+    default: break;
+    }
+}
+
+static void
+free_cb(evutil_socket_t fd, short what, void *arg)
+{
+    conn_free(arg);
+}
+
+/* ---- life ---------------------------------------------------------------------------------------- */
+
+static void
+describe_client(struct conn *c, const struct sockaddr *sa)
+{
+    addr_host_string(sa, c->client_ip, sizeof(c->client_ip));
+    snprintf(c->client, sizeof(c->client), sa->sa_family == AF_INET6 ? "[%s]:%u" : "%s:%u",
+             c->client_ip, addr_port(sa));
+}
+
+struct conn *
+conn_new(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa, socklen_t salen)
+{
+    const struct limits_conf *lim = &w->cfg->limits;
+    struct conn *c = calloc(1, sizeof(*c));
+    int one = 1;
+
+    if (c == NULL) {
+        close(fd);
+        return NULL;
+    }
+    c->w = w;
+    c->router = w->router;
+    c->cfg = w->cfg;
+    describe_client(c, sa);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (c->bev == NULL)
+        close(fd);
+    c->timer = evtimer_new(w->base, timer_cb, c);
+    c->free_ev = event_new(w->base, -1, 0, free_cb, c);
+    c->up_head = evbuffer_new();
+    if (c->bev == NULL || c->timer == NULL || c->free_ev == NULL || c->up_head == NULL) {
+        conn_free(c);
+        return NULL;
+    }
+    http_msg_init(&c->req, HTTP_REQUEST, (uint32_t)lim->max_header_bytes,
+                  (uint32_t)lim->max_header_count);
+    bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, (size_t)lim->buffer_bytes);
+    bufferevent_setwatermark(c->bev, EV_WRITE, (size_t)lim->buffer_bytes / 2, 0);
+    bufferevent_set_max_single_read(c->bev, MAX_SINGLE_IO);
+    bufferevent_set_max_single_write(c->bev, MAX_SINGLE_IO);
+    set_client_timeouts(c, 0);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    c->state = CONN_IDLE;
+    conn_arm_timer(c, w->cfg->timeouts.client_header_ms);
+    return c;
+}
+
+void
+conn_drain(struct conn *c)
+{
+    /* Busy connections see the worker's state when their response head is written and after it:
+     * they answer with Connection: close and end there. */
+    if (c->state == CONN_IDLE)
+        conn_close_now(c, REASON_NONE);
+}
+
+void
+conn_free(struct conn *c)
+{
+    if (c->w != NULL && c->state == CONN_CLOSED)
+        worker_conn_closed(c->w, c);
+    upstream_free(c->up);
+    if (c->bev != NULL)
+        bufferevent_free(c->bev);
+    if (c->timer != NULL)
+        event_free(c->timer);
+    if (c->free_ev != NULL)
+        event_free(c->free_ev);
+    if (c->up_head != NULL)
+        evbuffer_free(c->up_head);
+    http_msg_release(&c->req);
+    free(c);
+}

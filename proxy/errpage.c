@@ -1,0 +1,52 @@
+/*
+ * errpage: trident's own error responses.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "errpage.h"
+
+const char *
+errpage_reason(int status)
+{
+    switch (status) {
+    case 400: return "Bad Request";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 417: return "Expectation Failed";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    }
+    return "Error";
+}
+
+size_t
+errpage_write(struct evbuffer *out, int status, const char *request_id, int head_only)
+{
+    char body[256], head[512];
+    const char *reason = errpage_reason(status);
+    /* request_id is either generated (hex) or passed reqid_valid(): no JSON escaping needed. */
+    int blen = snprintf(body, sizeof(body),
+                        "{\"status\":%d,\"error\":\"%s\",\"request_id\":\"%s\"}\n", status, reason,
+                        request_id);
+    int hlen = snprintf(head, sizeof(head),
+                        "HTTP/1.1 %d %s\r\n"
+                        "Content-Type: application/json\r\n"
+                        "Content-Length: %d\r\n"
+                        "Cache-Control: no-store\r\n"
+                        "X-Request-Id: %s\r\n"
+                        "%s"
+                        "Connection: close\r\n\r\n",
+                        status, reason, blen, request_id,
+                        status == 405 ? "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n"
+                                      : "");
+
+    evbuffer_add(out, head, (size_t)hlen);
+    if (!head_only)
+        evbuffer_add(out, body, (size_t)blen);
+    return (size_t)hlen + (head_only ? 0 : (size_t)blen);
+}

@@ -1,0 +1,240 @@
+/*
+ * headers: what a request head means and whether it may be forwarded. The rules cited are from
+ * RFC 9110 (semantics) and RFC 9112 (HTTP/1.1 messages); each refusal names its reason.
+ */
+#include <string.h>
+
+#include "headers.h"
+#include "reqid.h"
+
+static const struct slice hop_by_hop[] = {
+    {LIT("connection")}, {LIT("keep-alive")}, {LIT("proxy-connection")}, {LIT("te")},
+    {LIT("trailer")},    {LIT("transfer-encoding")}, {LIT("upgrade")},
+};
+
+static struct slice
+field_name(const struct http_msg *m, uint32_t i)
+{
+    return (struct slice){m->buf + m->fields[i].name_off, m->fields[i].name_len};
+}
+
+static struct slice
+field_value(const struct http_msg *m, uint32_t i)
+{
+    return (struct slice){m->buf + m->fields[i].value_off, m->fields[i].value_len};
+}
+
+static bool
+is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+bool
+headers_next_token(const char *s, size_t n, size_t *pos, struct slice *tok)
+{
+    while (*pos < n) {
+        size_t start = *pos, end = start;
+
+        while (end < n && s[end] != ',')
+            end++;
+        *pos = end + 1;
+        while (start < end && is_ows(s[start]))
+            start++;
+        while (end > start && is_ows(s[end - 1]))
+            end--;
+        if (end > start) {
+            *tok = (struct slice){s + start, end - start};
+            return true;
+        }
+    }
+    return false;
+}
+
+bool
+headers_list_has(const struct http_msg *m, const char *name, size_t name_len, const char *token,
+                 size_t token_len)
+{
+    for (int i = http_find_field(m, name, name_len, 0); i >= 0;
+         i = http_find_field(m, name, name_len, (uint32_t)i + 1)) {
+        struct slice v = field_value(m, (uint32_t)i), tok;
+        size_t pos = 0;
+
+        while (headers_next_token(v.p, v.n, &pos, &tok))
+            if (slice_eq_nocase(tok, token, token_len))
+                return true;
+    }
+    return false;
+}
+
+bool
+headers_is_hop_by_hop(const struct http_msg *m, uint32_t i)
+{
+    struct slice name = field_name(m, i);
+
+    for (size_t h = 0; h < sizeof(hop_by_hop) / sizeof(hop_by_hop[0]); h++)
+        if (slice_eq_nocase(name, hop_by_hop[h].p, hop_by_hop[h].n))
+            return true;
+    if (slice_eq_nocase(name, LIT("content-length")) || slice_eq_nocase(name, LIT("host")))
+        return false;
+    return headers_list_has(m, LIT("connection"), name.p, name.n);
+}
+
+bool
+headers_te_is_chunked(const struct http_msg *m)
+{
+    unsigned codings = 0;
+    bool chunked = false;
+
+    for (int i = http_find_field(m, LIT("transfer-encoding"), 0); i >= 0;
+         i = http_find_field(m, LIT("transfer-encoding"), (uint32_t)i + 1)) {
+        struct slice v = field_value(m, (uint32_t)i), tok;
+        size_t pos = 0;
+
+        while (headers_next_token(v.p, v.n, &pos, &tok)) {
+            codings++;
+            chunked = slice_eq_nocase(tok, LIT("chunked"));
+        }
+    }
+    return codings == 1 && chunked;
+}
+
+/* Field values may hold HTAB, SP, visible ASCII and obs-text; never CR, LF, NUL or other controls
+ * (RFC 9110 section 5.5). llhttp checks this too; a second look costs little and guards against
+ * a parser mode change. */
+static bool
+value_is_clean(struct slice v)
+{
+    for (size_t i = 0; i < v.n; i++) {
+        unsigned char c = (unsigned char)v.p[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+/* reg-name / IP-literal characters and a port (RFC 3986 section 3.2.2); no userinfo. */
+static bool
+host_is_valid(struct slice h)
+{
+    static const char extra[] = ".-_:[]~!$&'()*+,;=%";
+
+    if (h.n == 0)
+        return false;
+    for (size_t i = 0; i < h.n; i++) {
+        char c = h.p[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+            continue;
+        if (c == '\0' || strchr(extra, c) == NULL)
+            return false;
+    }
+    return true;
+}
+
+/* Absolute-form (RFC 9112 section 3.2.2): the authority replaces Host, the rest is the target. */
+static int
+split_absolute_form(struct slice t, struct req_info *info)
+{
+    size_t skip, end;
+
+    if (t.n > 7 && slice_eq_nocase((struct slice){t.p, 7}, LIT("http://")))
+        skip = 7;
+    else if (t.n > 8 && slice_eq_nocase((struct slice){t.p, 8}, LIT("https://")))
+        skip = 8;
+    else
+        return -1;
+    for (end = skip; end < t.n; end++)
+        if (t.p[end] == '/' || t.p[end] == '?' || t.p[end] == '#')
+            break;
+    info->host = (struct slice){t.p + skip, end - skip};
+    info->host_from_target = true;
+    info->target = (struct slice){t.p + end, t.n - end};
+    return host_is_valid(info->host) ? 0 : -1;
+}
+
+static int
+check_target(const struct http_msg *m, struct req_info *info)
+{
+    struct slice t = {m->buf + m->target_off, m->target_len};
+
+    info->target = t;
+    if (t.n > 0 && t.p[0] == '/')
+        return 0;
+    if (t.n == 1 && t.p[0] == '*' && m->parser.method == HTTP_OPTIONS)
+        return 0;
+    return split_absolute_form(t, info);
+}
+
+/* One pass over the fields: controls in values, Host count, Expect, TE on HTTP/1.0, request id. */
+static int
+scan_fields(const struct http_msg *m, struct req_info *info, int *hosts, enum reason *why)
+{
+    bool http10 = m->parser.http_minor == 0;
+    int lengths = 0, codings = 0;
+
+    for (uint32_t i = 0; i < m->nfields; i++) {
+        struct slice v = field_value(m, i);
+
+        if (!value_is_clean(v))
+            return 400;
+        if (http_field_is(m, i, LIT("host"))) {
+            if ((*hosts)++ == 0)
+                info->host = v;
+        } else if (http_field_is(m, i, LIT("content-length"))) {
+            lengths++;
+        } else if (http_field_is(m, i, LIT("transfer-encoding"))) {
+            if (http10)
+                return 400; /* RFC 9112 section 6.1: framing of such a message is faulty */
+            codings++;
+        } else if (http_field_is(m, i, LIT("expect")) && !http10) {
+            /* RFC 9110 section 10.1.1: 100-continue is the only expectation defined */
+            if (!slice_eq_nocase(v, LIT("100-continue"))) {
+                *why = REASON_EXPECTATION_FAILED;
+                return 417;
+            }
+            info->expect_continue = true;
+        } else if (http_field_is(m, i, LIT("x-request-id")) && info->request_id < 0 &&
+                   reqid_valid(v.p, v.n)) {
+            info->request_id = (int)i;
+        }
+    }
+    /* RFC 9112 section 6.3: Content-Length with Transfer-Encoding, several Content-Length
+     * fields, or a coding other than chunked make the body's length unreliable: the classic
+     * request-smuggling shapes. llhttp refuses most of them; this decides without it. */
+    if (lengths > 1 || (lengths > 0 && codings > 0) || (codings > 0 && !headers_te_is_chunked(m)))
+        return 400;
+    return 0;
+}
+
+int
+headers_check_request(const struct http_msg *m, struct req_info *info, enum reason *why)
+{
+    int hosts = 0, status;
+
+    memset(info, 0, sizeof(*info));
+    info->request_id = -1;
+    *why = REASON_BAD_REQUEST;
+    if (m->parser.http_major != 1)
+        return 400;
+    if (m->parser.method == HTTP_CONNECT) {
+        *why = REASON_METHOD_NOT_ALLOWED;
+        return 405;
+    }
+    status = scan_fields(m, info, &hosts, why);
+    if (status != 0)
+        return status;
+    /* RFC 9112 section 3.2: an HTTP/1.1 request carries exactly one Host; never two. */
+    if (hosts > 1 || (hosts == 0 && m->parser.http_minor >= 1))
+        return 400;
+    if (hosts == 1 && !host_is_valid(info->host))
+        return 400;
+    if (check_target(m, info) < 0)
+        return 400;
+    /* Only WebSocket is tunnelled: h2c and other upgrades are forwarded as plain requests with
+     * the Upgrade field removed, so nothing but RFC 6455 ever becomes an opaque tunnel. */
+    info->websocket = m->parser.method == HTTP_GET && m->parser.http_minor >= 1 &&
+                      headers_list_has(m, LIT("connection"), LIT("upgrade")) &&
+                      headers_list_has(m, LIT("upgrade"), LIT("websocket"));
+    *why = REASON_NONE;
+    return 0;
+}

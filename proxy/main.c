@@ -1,0 +1,237 @@
+/*
+ * main: arguments, start-up order and signals; no request logic. Start-up: load and validate the
+ * config, open the access log and every listening socket (so errors stop start-up, not a worker),
+ * start the workers with signals blocked, then wait for signals on the main thread's own loop.
+ * SIGTERM/SIGINT drain (a second one stops at once), SIGUSR1 reopens the access log.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "access_log.h"
+#include "config.h"
+#include "listener.h"
+#include "log.h"
+#include "worker.h"
+
+struct runtime {
+    struct config *cfg;
+    struct event_base *base;
+    struct worker **workers;
+    int nworkers;
+    int running;       /* workers whose loop has not ended */
+    int stop_signals;  /* SIGTERM/SIGINT received */
+    int alog_fd;
+};
+
+static void
+usage(FILE *out)
+{
+    fprintf(out,
+            "usage: trident -c FILE          run with the configuration in FILE\n"
+            "       trident --check -c FILE  validate FILE and exit (0: valid, 1: not)\n"
+            "       trident --config-reference  print every configuration key (Markdown)\n"
+            "       trident --version | --help\n");
+}
+
+static void
+on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct runtime *rt = arg;
+    enum worker_cmd cmd = rt->stop_signals++ == 0 ? WORKER_CMD_DRAIN : WORKER_CMD_STOP;
+
+    log_info("%s: %s", strsignal((int)sig),
+             cmd == WORKER_CMD_DRAIN ? "draining (a second signal stops at once)" : "stopping now");
+    for (int i = 0; i < rt->nworkers; i++)
+        worker_request(rt->workers[i], cmd);
+}
+
+static void
+on_reopen_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct runtime *rt = arg;
+
+    if (access_log_reopen_fd(rt->alog_fd, rt->cfg->log.access) < 0)
+        log_error("reopen access log %s: %s", rt->cfg->log.access, strerror(errno));
+    else
+        log_info("access log reopened");
+}
+
+static void
+on_hup_signal(evutil_socket_t sig, short what, void *arg)
+{
+    log_warn("SIGHUP: configuration reload is not supported by this version; ignored");
+}
+
+static void
+on_worker_exit(evutil_socket_t fd, short what, void *arg)
+{
+    struct runtime *rt = arg;
+
+    if (--rt->running == 0)
+        event_base_loopbreak(rt->base);
+}
+
+/* One SO_REUSEPORT socket per worker per listener: fds[w * nlisteners + l]. */
+static int *
+open_sockets(const struct config *cfg)
+{
+    size_t n = (size_t)cfg->workers * cfg->nlisteners;
+    int *fds = calloc(n, sizeof(*fds));
+    char err[256];
+
+    if (fds == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        const struct listener_conf *l = &cfg->listeners[i % cfg->nlisteners];
+        fds[i] = listener_open(&l->addr, l->backlog, err, sizeof(err));
+        if (fds[i] < 0) {
+            log_error("%s", err);
+            while (i-- > 0)
+                close(fds[i]);
+            free(fds);
+            return NULL;
+        }
+    }
+    return fds;
+}
+
+static int
+start_workers(struct runtime *rt, int *fds, struct event *exit_ev)
+{
+    const struct config *cfg = rt->cfg;
+    sigset_t all, old;
+    int rc = 0;
+
+    /* Workers inherit a blocked mask: signals are the main thread's alone. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    for (int i = 0; i < cfg->workers; i++) {
+        struct worker *w = worker_new(i, rt->cfg, fds + (size_t)i * cfg->nlisteners,
+                                      cfg->nlisteners, rt->alog_fd, exit_ev);
+        if (w == NULL || worker_start(w) < 0) {
+            log_error("cannot start worker %d", i);
+            worker_join_free(w);
+            for (size_t j = (size_t)(i + 1) * cfg->nlisteners;
+                 j < (size_t)cfg->workers * cfg->nlisteners; j++)
+                close(fds[j]);
+            rc = -1;
+            break;
+        }
+        rt->workers[rt->nworkers++] = w;
+        rt->running++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
+static void
+log_started(const struct config *cfg)
+{
+    char a[ADDR_TEXT_MAX];
+
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        log_info("listening on http://%s", addr_format(&cfg->listeners[i].addr, a, sizeof(a)));
+    log_info("trident %s started: %d workers, %zu clusters, %zu servers", TRIDENT_VERSION,
+             cfg->workers, cfg->nclusters, cfg->nservers);
+}
+
+static int
+run(struct runtime *rt)
+{
+    struct event *exit_ev, *sigs[4];
+    int *fds, rc = 1;
+
+    rt->alog_fd = access_log_open_fd(rt->cfg->log.access);
+    if (rt->alog_fd == -2) {
+        log_error("open access log %s: %s", rt->cfg->log.access, strerror(errno));
+        return 1;
+    }
+    rt->base = event_base_new();
+    rt->workers = calloc((size_t)rt->cfg->workers, sizeof(*rt->workers));
+    fds = open_sockets(rt->cfg);
+    if (rt->base == NULL || rt->workers == NULL || fds == NULL)
+        goto out;
+    exit_ev = event_new(rt->base, -1, 0, on_worker_exit, rt);
+    sigs[0] = evsignal_new(rt->base, SIGTERM, on_stop_signal, rt);
+    sigs[1] = evsignal_new(rt->base, SIGINT, on_stop_signal, rt);
+    sigs[2] = evsignal_new(rt->base, SIGUSR1, on_reopen_signal, rt);
+    sigs[3] = evsignal_new(rt->base, SIGHUP, on_hup_signal, rt);
+    for (int i = 0; i < 4; i++)
+        evsignal_add(sigs[i], NULL);
+    if (start_workers(rt, fds, exit_ev) == 0) {
+        log_started(rt->cfg);
+        event_base_loop(rt->base, EVLOOP_NO_EXIT_ON_EMPTY);
+        rc = 0;
+    } else {
+        for (int i = 0; i < rt->nworkers; i++)
+            worker_request(rt->workers[i], WORKER_CMD_STOP);
+    }
+    for (int i = 0; i < rt->nworkers; i++)
+        worker_join_free(rt->workers[i]);
+    for (int i = 0; i < 4; i++)
+        event_free(sigs[i]);
+    event_free(exit_ev);
+    if (rc == 0)
+        log_info("stopped");
+out:
+    free(fds);
+    free(rt->workers);
+    if (rt->base != NULL)
+        event_base_free(rt->base);
+    if (rt->alog_fd > STDERR_FILENO)
+        close(rt->alog_fd);
+    return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 't'},
+        {"version", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
+        {"config-reference", no_argument, NULL, 'r'}, {NULL, 0, NULL, 0},
+    };
+    struct runtime rt = {.alog_fd = -1};
+    struct config_error err;
+    const char *path = NULL;
+    int check = 0, opt, rc;
+
+    while ((opt = getopt_long(argc, argv, "c:tvh", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c': path = optarg; break;
+        case 't': check = 1; break;
+        case 'v': printf("trident %s\n", TRIDENT_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        case 'r': config_print_reference(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (path == NULL || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    rt.cfg = config_load(path, &err);
+    if (rt.cfg == NULL) {
+        fprintf(stderr, "trident: %s: %s\n", path, err.msg);
+        return 1;
+    }
+    if (check) {
+        printf("trident: configuration file %s is valid\n", path);
+        config_unref(rt.cfg);
+        return 0;
+    }
+    log_set_level((enum log_level)rt.cfg->log.error_level);
+    signal(SIGPIPE, SIG_IGN);
+    evthread_use_pthreads();
+    rc = run(&rt);
+    config_unref(rt.cfg);
+    return rc;
+}

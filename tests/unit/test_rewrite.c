@@ -1,0 +1,174 @@
+/* Unit tests for rewrite: the request head sent upstream and the response head sent to clients. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "rewrite.h"
+#include "unit_util.h"
+
+/* Rewrite `text` and return the head as a NUL-terminated string (caller frees). */
+static char *
+rewrite_req(const char *text, const struct rewrite_request_ctx *ctx)
+{
+    struct http_msg m;
+    struct req_info info;
+    enum reason why;
+    struct evbuffer *out = evbuffer_new();
+    char *s;
+
+    assert_int_equal(parse_request(&m, text), HTTP_HEAD_DONE);
+    assert_int_equal(headers_check_request(&m, &info, &why), 0);
+    assert_int_equal(rewrite_request(&m, &info, ctx, out), 0);
+    s = drain_str(out);
+    evbuffer_free(out);
+    http_msg_release(&m);
+    return s;
+}
+
+static const struct rewrite_request_ctx base_ctx = {
+    .client_ip = "192.0.2.7",
+    .proto = "http",
+    .request_id = "rid-1",
+    .default_host = "127.0.0.2:8081",
+};
+
+static void
+test_request_hop_by_hop_stripped_and_forwarding_fields_set(void **state)
+{
+    char *s = rewrite_req("GET /p?q=1 HTTP/1.1\r\nHost: app.example\r\n"
+                          "Connection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n"
+                          "TE: trailers\r\nTrailer: X\r\nProxy-Connection: keep-alive\r\n"
+                          "Upgrade: h2c\r\nProxy: http://evil\r\nX-Forwarded-For: 10.0.0.1\r\n"
+                          "X-Forwarded-For: 10.0.0.2\r\nX-Forwarded-Proto: https\r\n"
+                          "X-Forwarded-Host: spoof\r\nAccept: */*\r\n\r\n",
+                          &base_ctx);
+
+    assert_string_equal(s, "GET /p?q=1 HTTP/1.1\r\n"
+                           "Host: app.example\r\n"
+                           "Accept: */*\r\n"
+                           "X-Forwarded-For: 10.0.0.1, 10.0.0.2, 192.0.2.7\r\n"
+                           "X-Forwarded-Proto: http\r\n"
+                           "X-Forwarded-Host: app.example\r\n"
+                           "X-Request-Id: rid-1\r\n"
+                           "Connection: keep-alive\r\n\r\n");
+    free(s);
+}
+
+static void
+test_request_websocket_keeps_upgrade(void **state)
+{
+    char *s = rewrite_req("GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+                          "Upgrade: websocket\r\nSec-WebSocket-Key: k\r\n\r\n",
+                          &base_ctx);
+
+    assert_non_null(strstr(s, "\r\nSec-WebSocket-Key: k\r\n"));
+    assert_non_null(strstr(s, "\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"));
+    assert_null(strstr(s, "keep-alive"));
+    free(s);
+}
+
+static void
+test_request_http10_gets_host_and_http11(void **state)
+{
+    char *s = rewrite_req("GET / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n", &base_ctx);
+
+    assert_true(strncmp(s, "GET / HTTP/1.1\r\nHost: 127.0.0.2:8081\r\n", 38) == 0);
+    assert_null(strstr(s, "Expect"));
+    assert_non_null(strstr(s, "X-Forwarded-Host: 127.0.0.2:8081\r\n"));
+    free(s);
+}
+
+static void
+test_request_chunked_body_declared(void **state)
+{
+    struct rewrite_request_ctx ctx = base_ctx;
+    char *s;
+
+    ctx.chunked = true;
+    s = rewrite_req("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", &ctx);
+    /* exactly once: the client's field is replaced by trident's own */
+    assert_non_null(strstr(s, "\r\nTransfer-Encoding: chunked\r\n"));
+    assert_null(strstr(strstr(s, "Transfer-Encoding") + 1, "Transfer-Encoding"));
+    free(s);
+}
+
+static void
+test_request_absolute_form_to_origin_form(void **state)
+{
+    char *s = rewrite_req("GET http://b.example?x=1 HTTP/1.1\r\nHost: a\r\n\r\n", &base_ctx);
+
+    assert_true(strncmp(s, "GET /?x=1 HTTP/1.1\r\nHost: b.example\r\n", 37) == 0);
+    assert_null(strstr(s, "Host: a\r\n"));
+    free(s);
+}
+
+static char *
+rewrite_resp(const char *text, const struct rewrite_response_ctx *ctx)
+{
+    struct http_msg m;
+    struct evbuffer *out = evbuffer_new();
+    char *s;
+
+    assert_int_equal(parse_response(&m, text), HTTP_HEAD_DONE);
+    assert_int_equal(rewrite_response(&m, ctx, out), 0);
+    s = drain_str(out);
+    evbuffer_free(out);
+    http_msg_release(&m);
+    return s;
+}
+
+static void
+test_response_framing_and_connection_fields(void **state)
+{
+    struct rewrite_response_ctx ctx = {.chunked = true, .close = true};
+    char *s = rewrite_resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: x-a\r\n"
+                           "X-A: 1\r\nKeep-Alive: timeout=5\r\nSet-Cookie: a=1\r\n\r\n",
+                           &ctx);
+
+    assert_string_equal(s, "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nTransfer-Encoding: chunked\r\n"
+                           "Connection: close\r\n\r\n");
+    free(s);
+}
+
+static void
+test_response_keep_alive_explicit_for_http10(void **state)
+{
+    struct rewrite_response_ctx ctx = {.http10 = true};
+    char *s = rewrite_resp("HTTP/1.1 204 No Content\r\n\r\n", &ctx);
+
+    assert_string_equal(s, "HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n");
+    free(s);
+}
+
+static void
+test_response_101_keeps_upgrade(void **state)
+{
+    struct rewrite_response_ctx ctx = {.upgrade = true};
+    char *s = rewrite_resp("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                           "Connection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n",
+                           &ctx);
+
+    assert_string_equal(s, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                           "Sec-WebSocket-Accept: x\r\nConnection: Upgrade\r\n\r\n");
+    free(s);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_request_hop_by_hop_stripped_and_forwarding_fields_set),
+        cmocka_unit_test(test_request_websocket_keeps_upgrade),
+        cmocka_unit_test(test_request_http10_gets_host_and_http11),
+        cmocka_unit_test(test_request_chunked_body_declared),
+        cmocka_unit_test(test_request_absolute_form_to_origin_form),
+        cmocka_unit_test(test_response_framing_and_connection_fields),
+        cmocka_unit_test(test_response_keep_alive_explicit_for_http10),
+        cmocka_unit_test(test_response_101_keeps_upgrade),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
