@@ -48,6 +48,8 @@ struct worker {
     struct event *drain_ev;     /* the drain deadline */
     struct event *retry_ev;     /* resumes accepting after an accept error (EMFILE) */
     struct event *exit_notify;  /* main's event, activated when this loop has ended */
+    atomic_bool exited;         /* set before exit_notify: activations of one event coalesce,
+                                   so main counts these flags, not callbacks */
     TAILQ_HEAD(conn_list, conn) conns;
     unsigned nconns;
     unsigned max_conns;         /* this worker's share of limits.max_connections */
@@ -64,6 +66,13 @@ int worker_start(struct worker *w);
 
 /* From any thread: ask for a graceful drain, or for an immediate stop. */
 void worker_request(struct worker *w, enum worker_cmd cmd);
+
+/* Whether the worker's loop has ended (any thread). */
+static inline bool
+worker_exited(struct worker *w)
+{
+    return atomic_load(&w->exited);
+}
 
 /* Wait for the thread to end, then free everything. Accepts NULL. */
 void worker_join_free(struct worker *w);

@@ -26,7 +26,6 @@ struct runtime {
     struct event_base *base;
     struct worker **workers;
     int nworkers;
-    int running;       /* workers whose loop has not ended */
     int stop_signals;  /* SIGTERM/SIGINT received */
     int alog_fd;
 };
@@ -75,8 +74,10 @@ on_worker_exit(evutil_socket_t fd, short what, void *arg)
 {
     struct runtime *rt = arg;
 
-    if (--rt->running == 0)
-        event_base_loopbreak(rt->base);
+    for (int i = 0; i < rt->nworkers; i++)
+        if (!worker_exited(rt->workers[i]))
+            return;
+    event_base_loopbreak(rt->base);
 }
 
 /* One SO_REUSEPORT socket per worker per listener: fds[w * nlisteners + l]. */
@@ -126,7 +127,6 @@ start_workers(struct runtime *rt, int *fds, struct event *exit_ev)
             break;
         }
         rt->workers[rt->nworkers++] = w;
-        rt->running++;
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return rc;

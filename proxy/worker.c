@@ -207,6 +207,7 @@ worker_new(int id, struct config *cfg, const int *fds, size_t nfds, int alog_fd,
     TAILQ_INIT(&w->conns);
     w->max_conns = (unsigned)((cfg->limits.max_connections + cfg->workers - 1) / cfg->workers);
     atomic_init(&w->cmd, WORKER_CMD_NONE);
+    atomic_init(&w->exited, false);
     w->base = event_base_new();
     if (w->base == NULL || open_listeners(w, fds, nfds) < 0)
         goto fail;
@@ -239,6 +240,7 @@ worker_main(void *arg)
         conn_close_now(c, REASON_SHUTDOWN);
         conn_free(c);
     }
+    atomic_store(&w->exited, true);
     event_active(w->exit_notify, EV_READ, 0);
     return NULL;
 }
