@@ -32,6 +32,8 @@ struct access_entry {
     int64_t upstream_us;    /* request sent to response head; -1: none */
     unsigned attempts;      /* upstream connections tried */
     enum reason reason;
+    const char *tls_version; /* NULL on plain connections */
+    const char *tls_cipher;
 };
 
 /* Open the destination named by `spec` ("stdout", "off" or a path). Returns the fd (-1 for

@@ -8,6 +8,7 @@
 #define TRIDENT_CONFIG_T_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,11 +19,53 @@ enum balance_kind {
     BALANCE_LEAST_CONN,  /* fewest active requests per unit of weight */
 };
 
+enum tls_version {
+    TLS_VERSION_1_2,
+    TLS_VERSION_1_3,
+};
+
+/* One certificate of a TLS listener. */
+struct tls_cert_conf {
+    char *cert; /* PEM: the certificate, then its chain */
+    char *key;  /* PEM private key */
+    char *ocsp; /* DER OCSP response to staple, or NULL */
+};
+
+/* The TLS side of a listener (present: the listener speaks TLS). */
+struct tls_listen_conf {
+    struct tls_cert_conf *certificates; /* the first one answers clients without a known SNI */
+    size_t ncertificates;
+    bool strict_sni;           /* refuse handshakes without SNI or with an unknown name */
+    int min_version;           /* enum tls_version */
+    char *ciphers;             /* TLS 1.2 cipher list */
+    char *ciphersuites;        /* TLS 1.3 suites */
+    char *groups;              /* key exchange groups */
+    bool session_tickets;
+    int ticket_rotate_s;       /* a new ticket key this often; the two before it still decrypt */
+    int session_cache;         /* in-process session cache entries; 0 disables it */
+    int session_timeout_s;     /* lifetime of a cached session or ticket */
+    int handshake_timeout_ms;  /* from accept to a finished handshake */
+    int hsts_max_age;          /* Strict-Transport-Security max-age; 0: no header */
+    bool hsts_subdomains;
+};
+
+/* TLS from trident to a cluster's servers (present: the cluster speaks TLS). */
+struct tls_upstream_conf {
+    char *ca;            /* CA bundle; NULL: the system's */
+    bool verify;         /* certificate chain and name */
+    char *cert, *key;    /* client certificate for mutual TLS, or NULL */
+    int min_version;     /* enum tls_version */
+    char *ciphers;
+    char *ciphersuites;
+    bool session_reuse;  /* resume the last session with each server */
+};
+
 struct server_conf {
     char *id;          /* unique across all clusters: logs, metrics and admin use it */
     char *address;     /* as written in the file */
     struct addr addr;  /* resolved when the config loaded */
     int weight;        /* 0 takes no new traffic */
+    char *tls_name;    /* TLS: name sent as SNI and verified; NULL: the address's host */
 };
 
 struct cluster_conf {
@@ -32,12 +75,16 @@ struct cluster_conf {
     int balance;    /* enum balance_kind, inside the cluster */
     struct server_conf *servers;
     size_t nservers;
+    struct tls_upstream_conf *tls; /* NULL: plain HTTP to the servers */
 };
 
 struct listener_conf {
     char *address;
     struct addr addr;
     int backlog;
+    struct tls_listen_conf *tls; /* NULL: plain HTTP */
+    int https_redirect_port;     /* plain listener answering every request with a 308 to https
+                                    on this port; 0: off */
 };
 
 struct timeouts_conf {

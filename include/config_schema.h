@@ -8,6 +8,7 @@
 #define TRIDENT_CONFIG_SCHEMA_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -20,6 +21,9 @@ enum cfg_type {
     CFG_ADDR,   /* JSON "host:port" string into char * and a resolved struct addr */
     CFG_OBJECT, /* nested object into an embedded struct */
     CFG_ARRAY,  /* array of objects into a calloc'd array and a size_t count */
+    CFG_BOOL,   /* JSON true/false into a bool */
+    CFG_PATH,   /* CFG_STRING naming a file that must be readable when the config loads */
+    CFG_SECTION, /* optional object into a calloc'd struct; the pointer stays NULL if absent */
 };
 
 enum cfg_flags {
@@ -40,14 +44,14 @@ struct cfg_field {
     const char *def_doc;     /* how the reference shows a computed default */
     unsigned flags;          /* enum cfg_flags */
     const char *const *names;       /* CFG_ENUM: NULL-terminated value names */
-    const struct cfg_object *child; /* CFG_OBJECT, CFG_ARRAY: schema of the item */
+    const struct cfg_object *child; /* CFG_OBJECT, CFG_ARRAY, CFG_SECTION: the item's schema */
     size_t count_offset;            /* CFG_ARRAY: size_t item count inside the enclosing struct */
     size_t addr_offset;             /* CFG_ADDR: struct addr inside the enclosing struct */
     const char *doc;
 };
 
 struct cfg_object {
-    size_t size; /* of the struct an array item fills */
+    size_t size; /* of the struct an array item or a section fills */
     const struct cfg_field *fields;
     size_t nfields;
 };

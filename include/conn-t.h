@@ -20,6 +20,8 @@
 #include "reason.h"
 #include "reqid.h"
 
+struct listener_rt;
+struct tls_server;
 struct worker;
 struct router;
 struct server_rt;
@@ -28,6 +30,7 @@ struct upstream;
 /* The client connection's state. Only conn_set_state() changes it, and each state names what is
  * true while it lasts. */
 enum conn_state {
+    CONN_HANDSHAKE,           /* TLS listener: handshake under way; handshake deadline timer */
     CONN_IDLE,                /* between requests, no byte of the next one yet; idle timer */
     CONN_READING_HEAD,        /* a request head is arriving; header deadline timer */
     CONN_CONNECTING_UPSTREAM, /* head accepted and rewritten; getting a server connection */
@@ -74,6 +77,9 @@ struct conn {
     enum req_phase req_phase;
     enum resp_phase resp_phase;
     struct worker *w;
+    struct listener_rt *listener;
+    struct tls_server *tls; /* TLS listener: a reference to the context it was accepted with */
+    const char *tls_version, *tls_cipher; /* after the handshake (static strings) */
     struct router *router;  /* routing snapshot this connection started with */
     const struct config *cfg;
     struct bufferevent *bev;

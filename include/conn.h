@@ -15,8 +15,8 @@
 
 #include "conn-t.h"
 
-/* Take the accepted socket fd from worker w. Returns the connection, or NULL (fd closed). */
-struct conn *conn_new(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa,
+/* Take the socket fd accepted on listener l. Returns the connection, or NULL (fd closed). */
+struct conn *conn_new(struct listener_rt *l, evutil_socket_t fd, const struct sockaddr *sa,
                       socklen_t salen);
 
 /* The worker is draining: close now when idle, else after the current exchange. */

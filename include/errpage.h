@@ -15,4 +15,9 @@ const char *errpage_reason(int status);
  * Returns the number of bytes appended. */
 size_t errpage_write(struct evbuffer *out, int status, const char *request_id, int head_only);
 
+/* Append a 308 to https://host[port]target (host without its port, port ":8443" or ""), with an
+ * empty body. `close` adds Connection: close. Returns the number of bytes appended. */
+size_t errpage_redirect(struct evbuffer *out, int hostlen, const char *host, const char *port,
+                        int targetlen, const char *target, const char *request_id, int close);
+
 #endif

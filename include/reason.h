@@ -25,6 +25,13 @@ enum reason {
     REASON_UPSTREAM_BAD_RESPONSE, /* unparseable or oversize response head (502) */
     REASON_UPSTREAM_SEND_TIMEOUT, /* server stopped reading the request */
     REASON_RESOURCE,              /* an allocation failed (503) */
+    REASON_TLS_HANDSHAKE_TIMEOUT, /* the client did not finish its handshake in time */
+    REASON_TLS_PROTOCOL,          /* a protocol version below the listener's minimum */
+    REASON_TLS_NO_SHARED_CIPHER,  /* no cipher, group or signature algorithm in common */
+    REASON_TLS_NOT_TLS,           /* not a TLS ClientHello (plain HTTP, garbage) */
+    REASON_TLS_UNKNOWN_SNI,       /* strict SNI: no or an unknown server name */
+    REASON_TLS_ERROR,             /* any other handshake failure */
+    REASON_UPSTREAM_TLS,          /* TLS to the server failed: handshake or verification (502) */
     REASON_TUNNEL_IDLE,           /* a WebSocket tunnel saw no byte for tunnel_idle_ms */
     REASON_SHUTDOWN,              /* the drain timeout ended the request */
     REASON_COUNT

@@ -30,6 +30,7 @@ struct rewrite_response_ctx {
     bool http10;      /* the client speaks HTTP/1.0: keep-alive must be explicit */
     bool chunked;     /* trident sends the body chunked */
     bool upgrade;     /* a 101 to a WebSocket upgrade: keep Upgrade */
+    const char *hsts; /* Strict-Transport-Security value to add when the server sent none */
 };
 
 /* Append the response head (final or 1xx) for the client to `out`. Returns 0 or -1. */

@@ -14,13 +14,18 @@
 #include "config-t.h"
 #include "upstream_pool.h"
 
+#include <openssl/ssl.h>
+
 struct cluster_rt;
+struct tls_client;
 
 struct server_rt {
     const struct server_conf *conf;
     const struct cluster_rt *cluster;
     struct balancer_peer *peer; /* this server's entry in cluster->peers */
     struct upstream_pool pool;
+    char tls_name[256];         /* TLS: SNI and the name its certificate must carry */
+    SSL_SESSION *tls_session;   /* TLS: the last session, resumed by the next connection */
 };
 
 struct cluster_rt {
@@ -29,6 +34,7 @@ struct cluster_rt {
     struct server_rt *servers;
     struct balancer_peer *peers;
     size_t nservers;
+    struct tls_client *tls;     /* NULL: plain HTTP to this cluster */
 };
 
 struct router {
@@ -38,8 +44,9 @@ struct router {
     size_t nclusters;
 };
 
-/* Build the routing state for cfg (takes its own reference). Returns NULL when out of memory. */
-struct router *router_new(struct config *cfg);
+/* Build the routing state for cfg (takes its own reference), including the TLS client contexts of
+ * clusters that speak TLS. Returns NULL with the reason in err. */
+struct router *router_new(struct config *cfg, char *err, size_t errlen);
 
 /* Free the router, its pools' idle connections and its config reference. Accepts NULL. */
 void router_free(struct router *r);

@@ -10,6 +10,7 @@
 
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <stdbool.h>
 #include <sys/queue.h>
 
 #include "config-t.h"
@@ -52,6 +53,10 @@ struct upstream *upstream_connect(struct event_base *base, struct server_rt *s,
 
 /* Hand an upstream taken from a pool to a new owner: it becomes ACTIVE and reports to h/arg. */
 void upstream_attach(struct upstream *u, const struct upstream_handler *h, void *arg);
+
+/* Whether the connection speaks TLS, and whether TLS (handshake, verification) made it fail. */
+bool upstream_is_tls(const struct upstream *u);
+bool upstream_tls_failed(const struct upstream *u);
 
 /* Close and free. Accepts NULL. Must not be called on an upstream that is still in a pool. */
 void upstream_free(struct upstream *u);

@@ -16,19 +16,32 @@
 #include <sys/queue.h>
 
 #include "config-t.h"
+#include "reason.h"
 #include "reqid.h"
 
 struct conn;
+struct tls_server;
+struct worker;
+
+/* One configured listener inside one worker: its socket and, for TLS, the context new connections
+ * use (swapped when certificates are reloaded; connections keep the one they started with). */
+struct listener_rt {
+    struct evconnlistener *ev;
+    const struct listener_conf *conf;
+    struct tls_server *tls; /* a reference; NULL for plain listeners */
+    struct worker *w;
+};
 
 enum worker_state {
     WORKER_RUNNING,  /* accepting and serving */
     WORKER_DRAINING, /* listeners closed; in-flight requests finish, then the loop exits */
 };
 
+/* Commands from the main thread, as bits: several may be pending at once. */
 enum worker_cmd {
-    WORKER_CMD_NONE,
-    WORKER_CMD_DRAIN, /* graceful: stop accepting, finish in-flight requests */
-    WORKER_CMD_STOP,  /* now: close every connection */
+    WORKER_CMD_DRAIN = 1 << 0, /* graceful: stop accepting, finish in-flight requests */
+    WORKER_CMD_STOP = 1 << 1,  /* now: close every connection */
+    WORKER_CMD_TLS = 1 << 2,   /* take the TLS contexts waiting in pending_tls */
 };
 
 struct worker {
@@ -41,10 +54,12 @@ struct worker {
     struct router *router;  /* routes requests of connections started on cfg */
     struct access_log *alog;
     struct reqid_gen reqids;
-    struct evconnlistener **listeners;
+    struct listener_rt *listeners;
     size_t nlisteners;
     struct event *ctl_ev;       /* woken by another thread: read `cmd` */
-    atomic_int cmd;             /* enum worker_cmd */
+    atomic_int cmd;             /* enum worker_cmd bits */
+    struct tls_server **_Atomic pending_tls; /* WORKER_CMD_TLS: one per listener, owned */
+    atomic_uint_fast64_t reasons[REASON_COUNT]; /* outcomes counted (read by other threads) */
     struct event *drain_ev;     /* the drain deadline */
     struct event *retry_ev;     /* resumes accepting after an accept error (EMFILE) */
     struct event *exit_notify;  /* main's event, activated when this loop has ended */
@@ -57,15 +72,28 @@ struct worker {
 };
 
 /* Build a worker on cfg (takes a reference) with listening sockets fds[0..nfds) (takes them),
- * the access-log fd (shared, not owned) and main's exit notification event. NULL on failure. */
-struct worker *worker_new(int id, struct config *cfg, const int *fds, size_t nfds, int alog_fd,
-                          struct event *exit_notify);
+ * one per cfg->listeners entry, their TLS contexts tls[0..nfds) (takes a reference to each
+ * non-NULL one), the access-log fd (shared, not owned) and main's exit notification event.
+ * Returns NULL with the reason in err. */
+struct worker *worker_new(int id, struct config *cfg, const int *fds, struct tls_server **tls,
+                          int alog_fd, struct event *exit_notify, char *err, size_t errlen);
 
 /* Start the worker's thread. Returns 0 or -1. */
 int worker_start(struct worker *w);
 
 /* From any thread: ask for a graceful drain, or for an immediate stop. */
 void worker_request(struct worker *w, enum worker_cmd cmd);
+
+/* From any thread: new connections on each listener use tls[i] from now on. Takes ownership of
+ * the array and of one reference per non-NULL entry. */
+void worker_set_tls(struct worker *w, struct tls_server **tls);
+
+/* Count one occurrence of an outcome (any thread may read the counters). */
+static inline void
+worker_count(struct worker *w, enum reason r)
+{
+    atomic_fetch_add_explicit(&w->reasons[r], 1, memory_order_relaxed);
+}
 
 /* Whether the worker's loop has ended (any thread). */
 static inline bool

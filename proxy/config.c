@@ -26,6 +26,13 @@ cross_fail(struct config_error *err, const char *fmt, ...)
 static int
 check_listeners(const struct config *cfg, struct config_error *err)
 {
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        if (cfg->listeners[i].tls != NULL && cfg->listeners[i].https_redirect_port != 0)
+            return cross_fail(err,
+                              "listeners[%zu].https_redirect_port: only valid on a listener "
+                              "without tls",
+                              i);
+    }
     for (size_t i = 0; i < cfg->nlisteners; i++)
         for (size_t j = 0; j < i; j++)
             if (addr_equal(&cfg->listeners[i].addr, &cfg->listeners[j].addr))
@@ -77,6 +84,10 @@ check_clusters(struct config *cfg, struct config_error *err)
                 return cross_fail(err, "clusters[%zu].name: duplicate name \"%s\"", i, c->name);
         if (check_servers(cfg, i, err) < 0)
             return -1;
+        if (c->tls != NULL && (c->tls->cert == NULL) != (c->tls->key == NULL))
+            return cross_fail(err, "clusters[%zu].tls.%s: required with %s", i,
+                              c->tls->cert == NULL ? "cert" : "key",
+                              c->tls->cert == NULL ? "key" : "cert");
         for (size_t s = 0; s < c->nservers; s++)
             servers_weight += c->servers[s].weight;
         if (c->weight > 0 && servers_weight == 0)

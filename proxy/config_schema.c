@@ -4,6 +4,7 @@
  * and `trident --config-reference` prints the row for the README.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -29,6 +30,87 @@ online_cpus(void)
 
 static const char *const balance_names[] = {"round_robin", "least_conn", NULL};
 
+static const char *const tls_version_names[] = {"TLSv1.2", "TLSv1.3", NULL};
+
+/* AEAD with forward secrecy only (ECDHE; AES-GCM or ChaCha20-Poly1305), ECDSA first. */
+#define TLS12_CIPHERS                                                                              \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"    \
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define TLS13_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+
+static const struct cfg_field tls_cert_fields[] = {
+    {.key = "cert", .type = CFG_PATH, .offset = offsetof(struct tls_cert_conf, cert), .min = 1,
+     .flags = CFG_REQUIRED, .doc = "PEM certificate followed by its chain"},
+    {.key = "key", .type = CFG_PATH, .offset = offsetof(struct tls_cert_conf, key), .min = 1,
+     .flags = CFG_REQUIRED, .doc = "PEM private key (RSA or ECDSA)"},
+    {.key = "ocsp", .type = CFG_PATH, .offset = offsetof(struct tls_cert_conf, ocsp), .min = 1,
+     .doc = "DER OCSP response to staple (re-read on reload)"},
+};
+static const struct cfg_object tls_cert_schema = {sizeof(struct tls_cert_conf),
+                                                  FIELDS(tls_cert_fields)};
+
+#define TLS_LISTEN(k, type_, lo, hi, d, text)                                                      \
+    {.key = #k, .type = (type_), .offset = offsetof(struct tls_listen_conf, k), .min = (lo),     \
+     .max = (hi), .def = (d), .doc = (text)}
+static const struct cfg_field tls_listen_fields[] = {
+    {.key = "certificates", .type = CFG_ARRAY,
+     .offset = offsetof(struct tls_listen_conf, certificates),
+     .count_offset = offsetof(struct tls_listen_conf, ncertificates), .child = &tls_cert_schema,
+     .min = 1, .max = 256, .flags = CFG_REQUIRED,
+     .doc = "Certificates, chosen by SNI; an RSA and an ECDSA one may share names. The first is "
+            "the default"},
+    TLS_LISTEN(strict_sni, CFG_BOOL, 0, 1, 0,
+               "Refuse handshakes without SNI or naming no certificate (else: the default)"),
+    {.key = "min_version", .type = CFG_ENUM, .offset = offsetof(struct tls_listen_conf, min_version),
+     .names = tls_version_names, .def = TLS_VERSION_1_2, .doc = "Oldest protocol accepted"},
+    {.key = "ciphers", .type = CFG_STRING, .offset = offsetof(struct tls_listen_conf, ciphers),
+     .min = 1, .def_str = TLS12_CIPHERS, .def_doc = "ECDHE with AES-GCM or CHACHA20-POLY1305",
+     .doc = "TLS 1.2 cipher list (OpenSSL syntax), in server preference order"},
+    {.key = "ciphersuites", .type = CFG_STRING,
+     .offset = offsetof(struct tls_listen_conf, ciphersuites), .min = 1, .def_str = TLS13_SUITES,
+     .def_doc = "the AES-GCM and CHACHA20 suites", .doc = "TLS 1.3 suites (OpenSSL syntax)"},
+    {.key = "groups", .type = CFG_STRING, .offset = offsetof(struct tls_listen_conf, groups),
+     .min = 1, .def_str = "X25519:P-256:P-384", .doc = "Key exchange groups"},
+    TLS_LISTEN(session_tickets, CFG_BOOL, 0, 1, 1, "Stateless session resumption"),
+    TLS_LISTEN(ticket_rotate_s, CFG_INT, 60, 604800, 3600,
+               "Ticket key rotation period; tickets stay valid for two more periods"),
+    TLS_LISTEN(session_cache, CFG_INT, 0, 10000000, 20480,
+               "Sessions kept in the in-process cache; 0 disables it"),
+    TLS_LISTEN(session_timeout_s, CFG_INT, 1, 86400, 3600, "Lifetime of a session or ticket"),
+    TLS_LISTEN(handshake_timeout_ms, CFG_INT, 1, 600000, 10000,
+               "From accept to a finished handshake"),
+    TLS_LISTEN(hsts_max_age, CFG_INT, 0, 315360000, 0,
+               "Add Strict-Transport-Security with this max-age; 0: no header"),
+    TLS_LISTEN(hsts_subdomains, CFG_BOOL, 0, 1, 0, "Add includeSubDomains to HSTS"),
+};
+static const struct cfg_object tls_listen_schema = {sizeof(struct tls_listen_conf),
+                                                    FIELDS(tls_listen_fields)};
+
+static const struct cfg_field tls_upstream_fields[] = {
+    {.key = "ca", .type = CFG_PATH, .offset = offsetof(struct tls_upstream_conf, ca), .min = 1,
+     .def_doc = "the system's CA store", .doc = "PEM CA bundle that server certificates chain to"},
+    {.key = "verify", .type = CFG_BOOL, .offset = offsetof(struct tls_upstream_conf, verify),
+     .def = 1, .doc = "Verify the server's chain and name (servers[].tls_name or its host)"},
+    {.key = "cert", .type = CFG_PATH, .offset = offsetof(struct tls_upstream_conf, cert), .min = 1,
+     .doc = "Client certificate for mutual TLS (with key)"},
+    {.key = "key", .type = CFG_PATH, .offset = offsetof(struct tls_upstream_conf, key), .min = 1,
+     .doc = "Private key of the client certificate"},
+    {.key = "min_version", .type = CFG_ENUM,
+     .offset = offsetof(struct tls_upstream_conf, min_version), .names = tls_version_names,
+     .def = TLS_VERSION_1_2, .doc = "Oldest protocol offered"},
+    {.key = "ciphers", .type = CFG_STRING, .offset = offsetof(struct tls_upstream_conf, ciphers),
+     .min = 1, .def_str = TLS12_CIPHERS, .def_doc = "ECDHE with AES-GCM or CHACHA20-POLY1305",
+     .doc = "TLS 1.2 cipher list"},
+    {.key = "ciphersuites", .type = CFG_STRING,
+     .offset = offsetof(struct tls_upstream_conf, ciphersuites), .min = 1,
+     .def_str = TLS13_SUITES, .def_doc = "the AES-GCM and CHACHA20 suites", .doc = "TLS 1.3 suites"},
+    {.key = "session_reuse", .type = CFG_BOOL,
+     .offset = offsetof(struct tls_upstream_conf, session_reuse), .def = 1,
+     .doc = "Resume the last TLS session with each server"},
+};
+static const struct cfg_object tls_upstream_schema = {sizeof(struct tls_upstream_conf),
+                                                      FIELDS(tls_upstream_fields)};
+
 static const struct cfg_field server_fields[] = {
     {.key = "id", .type = CFG_NAME, .offset = offsetof(struct server_conf, id),
      .flags = CFG_REQUIRED, .doc = "Unique server id (across all clusters), used in logs and metrics"},
@@ -37,6 +119,9 @@ static const struct cfg_field server_fields[] = {
      .doc = "host:port or [ipv6]:port; names are resolved once at load"},
     {.key = "weight", .type = CFG_INT, .offset = offsetof(struct server_conf, weight), .min = 0,
      .max = 1000, .def = 1, .doc = "Share of the cluster's requests; 0 takes no new traffic"},
+    {.key = "tls_name", .type = CFG_STRING, .offset = offsetof(struct server_conf, tls_name),
+     .min = 1, .max = 253, .def_doc = "the address's host",
+     .doc = "With cluster TLS: the name sent as SNI and checked in the certificate"},
 };
 static const struct cfg_object server_schema = {sizeof(struct server_conf), FIELDS(server_fields)};
 
@@ -52,6 +137,8 @@ static const struct cfg_field cluster_fields[] = {
     {.key = "servers", .type = CFG_ARRAY, .offset = offsetof(struct cluster_conf, servers),
      .count_offset = offsetof(struct cluster_conf, nservers), .child = &server_schema, .min = 1,
      .max = 1024, .flags = CFG_REQUIRED, .doc = "The cluster's servers"},
+    {.key = "tls", .type = CFG_SECTION, .offset = offsetof(struct cluster_conf, tls),
+     .child = &tls_upstream_schema, .doc = "Present: speak TLS to the cluster's servers"},
 };
 static const struct cfg_object cluster_schema = {sizeof(struct cluster_conf),
                                                  FIELDS(cluster_fields)};
@@ -62,6 +149,11 @@ static const struct cfg_field listener_fields[] = {
      .doc = "host:port to bind; \"*:port\" for all IPv4, \"[::]:port\" for IPv6"},
     {.key = "backlog", .type = CFG_INT, .offset = offsetof(struct listener_conf, backlog),
      .min = 1, .max = 65535, .def = 511, .doc = "listen(2) backlog of each worker's socket"},
+    {.key = "tls", .type = CFG_SECTION, .offset = offsetof(struct listener_conf, tls),
+     .child = &tls_listen_schema, .doc = "Present: the listener terminates TLS"},
+    {.key = "https_redirect_port", .type = CFG_INT,
+     .offset = offsetof(struct listener_conf, https_redirect_port), .min = 0, .max = 65535,
+     .def = 0, .doc = "Plain listener only: answer every request with a 308 to https on this port"},
 };
 static const struct cfg_object listener_schema = {sizeof(struct listener_conf),
                                                   FIELDS(listener_fields)};
@@ -275,6 +367,8 @@ walk_string(const struct cfg_field *f, json_t *v, char *base, const struct path 
     if ((int64_t)len < f->min || (int64_t)len > maxlen)
         return fail(err, errlen, p, "length %zu is out of range %lld..%lld", len,
                     (long long)f->min, (long long)maxlen);
+    if (f->type == CFG_PATH && access(s, R_OK) < 0)
+        return fail(err, errlen, p, "cannot read '%s': %s", s, strerror(errno));
     if (f->type == CFG_ADDR &&
         addr_parse(s, (f->flags & CFG_PASSIVE) != 0,
                    (struct addr *)(void *)(base + f->addr_offset), why, sizeof(why)) < 0)
@@ -312,6 +406,28 @@ walk_array(const struct cfg_field *f, json_t *v, char *base, struct path *p, cha
     return 0;
 }
 
+static int
+walk_section(const struct cfg_field *f, json_t *v, char *base, struct path *p, char *err,
+             size_t errlen)
+{
+    char *item = calloc(1, f->child->size);
+
+    if (item == NULL)
+        return fail(err, errlen, p, "out of memory");
+    *(void **)(void *)(base + f->offset) = item;
+    return walk_object(f->child, v, item, p, err, errlen);
+}
+
+static int
+walk_bool(const struct cfg_field *f, json_t *v, char *base, const struct path *p, char *err,
+          size_t errlen)
+{
+    if (!json_is_boolean(v))
+        return fail(err, errlen, p, "expected true or false, got %s", json_type_name(v));
+    *(bool *)(void *)(base + f->offset) = json_is_true(v);
+    return 0;
+}
+
 /* The value of a key that is absent: its default, or an error when it is required. */
 static int
 walk_default(const struct cfg_field *f, char *base, struct path *p, char *err, size_t errlen)
@@ -329,8 +445,10 @@ walk_default(const struct cfg_field *f, char *base, struct path *p, char *err, s
     case CFG_INT64:
         *(int64_t *)(void *)(base + f->offset) = f->def_fn ? f->def_fn() : f->def;
         return 0;
+    case CFG_BOOL: *(bool *)(void *)(base + f->offset) = f->def != 0; return 0;
     case CFG_STRING:
     case CFG_NAME:
+    case CFG_PATH:
     case CFG_ADDR:
         if (f->def_str != NULL)
             *(char **)(void *)(base + f->offset) = strdup(f->def_str);
@@ -341,7 +459,7 @@ walk_default(const struct cfg_field *f, char *base, struct path *p, char *err, s
         json_decref(empty);
         return rc;
     case CFG_ARRAY:
-        return 0;
+    case CFG_SECTION: return 0;
     }
     return 0;
 }
@@ -358,9 +476,12 @@ walk_field(const struct cfg_field *f, json_t *v, char *base, struct path *p, cha
     case CFG_STRING:
     case CFG_NAME:
     case CFG_ENUM:
+    case CFG_PATH:
     case CFG_ADDR: return walk_string(f, v, base, p, err, errlen);
     case CFG_OBJECT: return walk_object(f->child, v, base + f->offset, p, err, errlen);
     case CFG_ARRAY: return walk_array(f, v, base, p, err, errlen);
+    case CFG_BOOL: return walk_bool(f, v, base, p, err, errlen);
+    case CFG_SECTION: return walk_section(f, v, base, p, err, errlen);
     }
     return 0;
 }
@@ -426,11 +547,19 @@ cfg_free(const struct cfg_object *obj, void *target)
         switch (f->type) {
         case CFG_STRING:
         case CFG_NAME:
+        case CFG_PATH:
         case CFG_ADDR:
             free(*(char **)(void *)(base + f->offset));
             *(char **)(void *)(base + f->offset) = NULL;
             break;
         case CFG_OBJECT: cfg_free(f->child, base + f->offset); break;
+        case CFG_SECTION:
+            items = *(char **)(void *)(base + f->offset);
+            if (items != NULL)
+                cfg_free(f->child, items);
+            free(items);
+            *(char **)(void *)(base + f->offset) = NULL;
+            break;
         case CFG_ARRAY:
             items = *(char **)(void *)(base + f->offset);
             n = *(size_t *)(void *)(base + f->count_offset);
@@ -454,6 +583,9 @@ print_type_and_range(const struct cfg_field *f, FILE *out)
     case CFG_INT:
     case CFG_INT64: fprintf(out, "integer %lld..%lld", (long long)f->min, (long long)f->max); break;
     case CFG_STRING: fprintf(out, "string"); break;
+    case CFG_PATH: fprintf(out, "file path"); break;
+    case CFG_BOOL: fprintf(out, "boolean"); break;
+    case CFG_SECTION: fprintf(out, "object, optional"); break;
     case CFG_NAME: fprintf(out, "name ([A-Za-z0-9._-], 1..64)"); break;
     case CFG_ADDR: fprintf(out, "host:port"); break;
     case CFG_OBJECT: fprintf(out, "object"); break;
@@ -478,6 +610,8 @@ print_default(const struct cfg_field *f, FILE *out)
         fprintf(out, "`%lld`", (long long)f->def);
     else if (f->type == CFG_ENUM)
         fprintf(out, "`%s`", f->names[f->def]);
+    else if (f->type == CFG_BOOL)
+        fprintf(out, "`%s`", f->def ? "true" : "false");
     else if (f->def_str != NULL)
         fprintf(out, "`\"%s\"`", f->def_str);
     else
@@ -500,7 +634,7 @@ print_rows(const struct cfg_object *obj, const char *prefix, FILE *out)
         if (f->type == CFG_ARRAY) {
             strncat(path, "[]", sizeof(path) - strlen(path) - 1);
             print_rows(f->child, path, out);
-        } else if (f->type == CFG_OBJECT) {
+        } else if (f->type == CFG_OBJECT || f->type == CFG_SECTION) {
             print_rows(f->child, path, out);
         }
     }

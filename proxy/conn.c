@@ -5,7 +5,10 @@
  * a reset). The response side is conn_response.c; the WebSocket tunnel is tunnel.c.
  */
 #include <assert.h>
+#include <event2/bufferevent_ssl.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +24,7 @@
 #include "log.h"
 #include "rewrite.h"
 #include "router.h"
+#include "tls.h"
 #include "worker.h"
 
 #define MAX_SINGLE_IO 65536 /* bytes per read(2)/write(2) */
@@ -30,6 +34,9 @@ static void client_read_cb(struct bufferevent *bev, void *arg);
 static void client_write_cb(struct bufferevent *bev, void *arg);
 static void client_event_cb(struct bufferevent *bev, short what, void *arg);
 static void read_head(struct conn *c);
+static void handshake_done(struct conn *c);
+static void handshake_failed(struct conn *c, short what);
+static void log_handshake_failure(struct conn *c, enum reason why, unsigned long ssl_error);
 
 /* ---- state and timers ------------------------------------------------------------------------ */
 
@@ -37,7 +44,12 @@ void
 conn_set_state(struct conn *c, enum conn_state to)
 {
     switch (to) {
-    case CONN_IDLE: assert(c->state == CONN_STREAMING); break;
+    case CONN_HANDSHAKE: assert(!"a connection starts in HANDSHAKE, never returns to it"); break;
+    case CONN_IDLE:
+        /* after a handshake, after an exchange, or after a request trident answered itself */
+        assert(c->state == CONN_HANDSHAKE || c->state == CONN_STREAMING ||
+               c->state == CONN_READING_HEAD);
+        break;
     case CONN_READING_HEAD: assert(c->state == CONN_IDLE); break;
     case CONN_CONNECTING_UPSTREAM:
         /* from STREAMING only to retry a reused connection the server had closed */
@@ -128,6 +140,8 @@ log_exchange(struct conn *c)
         .upstream_us = span_us(x->sent_us, x->header_us),
         .attempts = x->attempts,
         .reason = x->reason,
+        .tls_version = c->tls_version,
+        .tls_cipher = c->tls_cipher,
     };
 
     if (x->server != NULL) {
@@ -147,6 +161,8 @@ finish_exchange(struct conn *c)
         return;
     if (c->req.head_complete || c->x.status != 0)
         log_exchange(c);
+    if (c->x.reason != REASON_NONE)
+        worker_count(c->w, c->x.reason);
     if (c->x.server != NULL)
         router_end(c->x.server);
     c->x.server = NULL;
@@ -203,6 +219,8 @@ closing_flushed(struct conn *c)
         conn_close_now(c, REASON_NONE);
         return;
     }
+    if (c->tls_version != NULL) /* the handshake finished: end TLS properly */
+        SSL_shutdown(bufferevent_openssl_get_ssl(c->bev)); /* close_notify, then the FIN */
     shutdown(bufferevent_getfd(c->bev), SHUT_WR);
     conn_arm_timer(c, LINGER_MS);
 }
@@ -282,10 +300,14 @@ void
 conn_exchange_done(struct conn *c)
 {
     struct upstream *u = c->up;
+    /* Reusable only when the exchange ended exactly at a message boundary on both sides: all of
+     * the request written (a server that answered early may not have read it all), a framed
+     * response, keep-alive, and no byte beyond the response. */
     bool reusable = u != NULL && c->req_phase == REQ_DONE &&
                     c->x.resp_body.kind != BODY_UNTIL_EOF &&
                     llhttp_should_keep_alive(&u->resp.parser) &&
-                    evbuffer_get_length(bufferevent_get_input(u->bev)) == 0;
+                    evbuffer_get_length(bufferevent_get_input(u->bev)) == 0 &&
+                    evbuffer_get_length(bufferevent_get_output(u->bev)) == 0;
 
     c->up = NULL;
     if (reusable)
@@ -401,6 +423,43 @@ choose_request_body(struct conn *c)
     return 0;
 }
 
+/* A plain listener that only sends clients to https: 308 keeps the method and body (RFC 9110
+ * section 15.4.9). A request with a body is answered without reading it, so that connection
+ * closes; a body-less one keeps its connection. */
+static void
+redirect_to_https(struct conn *c)
+{
+    const llhttp_t *p = &c->req.parser;
+    struct slice host = c->x.info.host, target = c->x.info.target;
+    char port[8] = "";
+    size_t hlen = host.n;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+
+    if (host.n == 0) {
+        conn_fail(c, 400, REASON_BAD_REQUEST); /* HTTP/1.0 without Host: nowhere to send it */
+        return;
+    }
+    /* Strip the client's port (not inside an IPv6 literal); add the https port unless 443. */
+    for (size_t i = host.n; i-- > 0 && host.p[i] != ']';)
+        if (host.p[i] == ':') {
+            hlen = i;
+            break;
+        }
+    if (c->listener->conf->https_redirect_port != 443)
+        snprintf(port, sizeof(port), ":%d", c->listener->conf->https_redirect_port);
+    if ((p->flags & (F_CHUNKED | F_CONTENT_LENGTH)) && (p->flags & F_CHUNKED ||
+                                                        p->content_length > 0))
+        c->x.keep_alive = false;
+    c->x.status = 308;
+    c->x.bytes_out += errpage_redirect(out, (int)hlen, host.p, port, (int)target.n, target.p,
+                                       c->x.id, !c->x.keep_alive);
+    if (c->x.keep_alive) {
+        next_request(c);
+    } else {
+        conn_close_after_flush(c);
+    }
+}
+
 static void
 on_request_head(struct conn *c)
 {
@@ -416,6 +475,10 @@ on_request_head(struct conn *c)
         return;
     }
     c->x.keep_alive = llhttp_should_keep_alive(&c->req.parser) && c->w->state == WORKER_RUNNING;
+    if (c->listener->conf->https_redirect_port != 0) {
+        redirect_to_https(c);
+        return;
+    }
     if (choose_request_body(c) < 0) {
         conn_fail(c, 413, REASON_BODY_TOO_LARGE);
         return;
@@ -428,7 +491,7 @@ on_request_head(struct conn *c)
     router_begin(c->x.server);
     ctx = (struct rewrite_request_ctx){
         .client_ip = c->client_ip,
-        .proto = "http",
+        .proto = c->tls != NULL ? "https" : "http",
         .request_id = c->x.id,
         .chunked = c->x.req_body.kind == BODY_CHUNKED,
         .default_host = c->x.server->conf->address,
@@ -483,6 +546,7 @@ client_read_cb(struct bufferevent *bev, void *arg)
         /* The body waits in the input buffer, bounded by its read watermark. */
         break;
     case CONN_CLOSING: evbuffer_drain(bufferevent_get_input(bev), (size_t)-1); break;
+    case CONN_HANDSHAKE: /* application data arrives only after the handshake */
     case CONN_TUNNEL:
     case CONN_CLOSED: break;
     }
@@ -523,6 +587,13 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
 
+    if (c->state == CONN_HANDSHAKE) {
+        if (what & BEV_EVENT_CONNECTED)
+            handshake_done(c);
+        else
+            handshake_failed(c, what);
+        return;
+    }
     if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING))
         conn_fail(c, 408, REASON_CLIENT_TIMEOUT); /* request body stalled */
     else if (what & BEV_EVENT_TIMEOUT)
@@ -539,6 +610,10 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
     struct conn *c = arg;
 
     switch (c->state) {
+    case CONN_HANDSHAKE:
+        log_handshake_failure(c, REASON_TLS_HANDSHAKE_TIMEOUT, 0);
+        conn_close_now(c, REASON_TLS_HANDSHAKE_TIMEOUT);
+        break;
     case CONN_READING_HEAD: conn_fail(c, 408, REASON_CLIENT_TIMEOUT); break;
     case CONN_TUNNEL: conn_close_now(c, REASON_TUNNEL_IDLE); break;
     case CONN_IDLE:    /* keep-alive expired: close without a word, as HTTP allows */
@@ -555,7 +630,58 @@ free_cb(evutil_socket_t fd, short what, void *arg)
     conn_free(arg);
 }
 
-/* ---- life ---------------------------------------------------------------------------------------- */
+/* ---- life: TLS handshake, creation, drain, free ------------------------------------------------ */
+
+/* TLS: at most this many handshake failures are logged per second per worker; all are counted. */
+#define HANDSHAKE_LOG_PER_S 10
+
+static void
+log_handshake_failure(struct conn *c, enum reason why, unsigned long ssl_error)
+{
+    static _Thread_local uint64_t window_us;
+    static _Thread_local unsigned logged, suppressed;
+    uint64_t now = clock_mono_us();
+    char detail[160] = "";
+
+    worker_count(c->w, why);
+    if (now - window_us >= 1000000) {
+        if (suppressed > 0)
+            log_info("tls: %u more handshake failures not logged", suppressed);
+        window_us = now;
+        logged = suppressed = 0;
+    }
+    if (logged++ >= HANDSHAKE_LOG_PER_S) {
+        suppressed++;
+        return;
+    }
+    if (ssl_error != 0)
+        ERR_error_string_n(ssl_error, detail, sizeof(detail));
+    log_info("tls: handshake from %s failed: %s%s%s", c->client, reason_name(why),
+             detail[0] ? ": " : "", detail);
+}
+
+static void
+handshake_done(struct conn *c)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+
+    c->tls_version = SSL_get_version(ssl);
+    c->tls_cipher = SSL_get_cipher_name(ssl);
+    conn_set_state(c, CONN_IDLE);
+    conn_arm_timer(c, c->cfg->timeouts.client_header_ms);
+}
+
+static void
+handshake_failed(struct conn *c, short what)
+{
+    unsigned long e = bufferevent_get_openssl_error(c->bev);
+    enum reason why = e != 0 ? tls_handshake_reason(e) : REASON_CLIENT_ABORTED;
+
+    ERR_clear_error();
+    if (why != REASON_CLIENT_ABORTED || !(what & BEV_EVENT_EOF))
+        log_handshake_failure(c, why, e);
+    conn_close_now(c, why);
+}
 
 static void
 describe_client(struct conn *c, const struct sockaddr *sa)
@@ -565,10 +691,47 @@ describe_client(struct conn *c, const struct sockaddr *sa)
              c->client_ip, addr_port(sa));
 }
 
-struct conn *
-conn_new(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa, socklen_t salen)
+/* The client socket as a bufferevent: plain, or TLS in the accepting state. */
+static struct bufferevent *
+client_bev(struct conn *c, evutil_socket_t fd)
 {
-    const struct limits_conf *lim = &w->cfg->limits;
+    struct bufferevent *bev;
+    SSL *ssl;
+
+    if (c->tls == NULL)
+        return bufferevent_socket_new(c->w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    ssl = tls_server_ssl_new(c->tls);
+    if (ssl == NULL)
+        return NULL;
+    bev = bufferevent_openssl_socket_new(c->w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                         BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    /* Clients often close without close_notify; every message here is length-framed anyway. */
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+static void
+setup_bev(struct conn *c)
+{
+    const struct limits_conf *lim = &c->cfg->limits;
+
+    bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, (size_t)lim->buffer_bytes);
+    bufferevent_setwatermark(c->bev, EV_WRITE, (size_t)lim->buffer_bytes / 2, 0);
+    bufferevent_set_max_single_read(c->bev, MAX_SINGLE_IO);
+    bufferevent_set_max_single_write(c->bev, MAX_SINGLE_IO);
+    set_client_timeouts(c, 0);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+struct conn *
+conn_new(struct listener_rt *l, evutil_socket_t fd, const struct sockaddr *sa, socklen_t salen)
+{
+    struct worker *w = l->w;
     struct conn *c = calloc(1, sizeof(*c));
     int one = 1;
 
@@ -577,11 +740,13 @@ conn_new(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa, sockle
         return NULL;
     }
     c->w = w;
+    c->listener = l;
+    c->tls = l->tls != NULL ? tls_server_ref(l->tls) : NULL;
     c->router = w->router;
     c->cfg = w->cfg;
     describe_client(c, sa);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->bev = client_bev(c, fd);
     if (c->bev == NULL)
         close(fd);
     c->timer = evtimer_new(w->base, timer_cb, c);
@@ -591,17 +756,16 @@ conn_new(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa, sockle
         conn_free(c);
         return NULL;
     }
-    http_msg_init(&c->req, HTTP_REQUEST, (uint32_t)lim->max_header_bytes,
-                  (uint32_t)lim->max_header_count);
-    bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, (size_t)lim->buffer_bytes);
-    bufferevent_setwatermark(c->bev, EV_WRITE, (size_t)lim->buffer_bytes / 2, 0);
-    bufferevent_set_max_single_read(c->bev, MAX_SINGLE_IO);
-    bufferevent_set_max_single_write(c->bev, MAX_SINGLE_IO);
-    set_client_timeouts(c, 0);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    c->state = CONN_IDLE;
-    conn_arm_timer(c, w->cfg->timeouts.client_header_ms);
+    http_msg_init(&c->req, HTTP_REQUEST, (uint32_t)c->cfg->limits.max_header_bytes,
+                  (uint32_t)c->cfg->limits.max_header_count);
+    setup_bev(c);
+    if (c->tls != NULL) {
+        c->state = CONN_HANDSHAKE;
+        conn_arm_timer(c, l->conf->tls->handshake_timeout_ms);
+    } else {
+        c->state = CONN_IDLE;
+        conn_arm_timer(c, c->cfg->timeouts.client_header_ms);
+    }
     return c;
 }
 
@@ -629,5 +793,6 @@ conn_free(struct conn *c)
     if (c->up_head != NULL)
         evbuffer_free(c->up_head);
     http_msg_release(&c->req);
+    tls_server_unref(c->tls);
     free(c);
 }

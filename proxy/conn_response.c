@@ -14,6 +14,7 @@
 #include "log.h"
 #include "rewrite.h"
 #include "router.h"
+#include "tls.h"
 #include "worker.h"
 
 #define MAX_INTERIM 8 /* 1xx responses relayed for one request before the server is refused */
@@ -88,7 +89,10 @@ on_final_head(struct conn *c)
 {
     const llhttp_t *p = &c->up->resp.parser;
     bool http10 = c->req.parser.http_minor == 0;
-    struct rewrite_response_ctx ctx = {.http10 = http10};
+    struct rewrite_response_ctx ctx = {
+        .http10 = http10,
+        .hsts = c->tls != NULL ? tls_server_hsts(c->tls) : NULL,
+    };
     enum body_kind kind;
 
     if (response_body_kind(c, &kind) < 0) {
@@ -219,9 +223,11 @@ on_upstream_event(void *arg, short what)
     bool timeout = (what & BEV_EVENT_TIMEOUT) != 0;
 
     if (c->state == CONN_CONNECTING_UPSTREAM) {
-        log_debug("server %s: connect %s", c->x.server->conf->id, timeout ? "timed out" : "failed");
-        conn_fail(c, timeout ? 504 : 502,
-                  timeout ? REASON_UPSTREAM_CONNECT_TIMEOUT : REASON_UPSTREAM_REFUSED);
+        enum reason why = timeout                     ? REASON_UPSTREAM_CONNECT_TIMEOUT
+                          : upstream_tls_failed(c->up) ? REASON_UPSTREAM_TLS
+                                                       : REASON_UPSTREAM_REFUSED;
+        log_debug("server %s: connect failed: %s", c->x.server->conf->id, reason_name(why));
+        conn_fail(c, timeout ? 504 : 502, why);
         return;
     }
     if ((what & BEV_EVENT_EOF) && c->resp_phase == RESP_BODY &&

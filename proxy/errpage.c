@@ -50,3 +50,22 @@ errpage_write(struct evbuffer *out, int status, const char *request_id, int head
         evbuffer_add(out, body, (size_t)blen);
     return (size_t)hlen + (head_only ? 0 : (size_t)blen);
 }
+
+size_t
+errpage_redirect(struct evbuffer *out, int hostlen, const char *host, const char *port,
+                 int targetlen, const char *target, const char *request_id, int close)
+{
+    /* host and target passed the request checks (no CR, LF, space or control byte) */
+    const char *slash = targetlen == 0 || target[0] == '?' ? "/" : "";
+    size_t before = evbuffer_get_length(out);
+
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 308 Permanent Redirect\r\n"
+                        "Location: https://%.*s%s%s%.*s\r\n"
+                        "Content-Length: 0\r\n"
+                        "X-Request-Id: %s\r\n"
+                        "%s\r\n",
+                        hostlen, host, port, slash, targetlen, target, request_id,
+                        close ? "Connection: close\r\n" : "");
+    return evbuffer_get_length(out) - before;
+}

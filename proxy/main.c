@@ -1,8 +1,10 @@
 /*
  * main: arguments, start-up order and signals; no request logic. Start-up: load and validate the
- * config, open the access log and every listening socket (so errors stop start-up, not a worker),
- * start the workers with signals blocked, then wait for signals on the main thread's own loop.
- * SIGTERM/SIGINT drain (a second one stops at once), SIGUSR1 reopens the access log.
+ * config, build the TLS contexts, open the access log and every listening socket (so errors stop
+ * start-up, not a worker), start the workers with signals blocked, then wait for signals on the
+ * main thread's own loop. SIGTERM/SIGINT drain (a second one stops at once), SIGUSR1 reopens the
+ * access log, SIGHUP reloads certificates, keys and OCSP responses. The main loop also rotates the
+ * TLS session ticket keys.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -19,6 +21,9 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "router.h"
+#include "tls.h"
+#include "tls_tickets.h"
 #include "worker.h"
 
 struct runtime {
@@ -26,9 +31,84 @@ struct runtime {
     struct event_base *base;
     struct worker **workers;
     int nworkers;
-    int stop_signals;  /* SIGTERM/SIGINT received */
+    int stop_signals;          /* SIGTERM/SIGINT received */
     int alog_fd;
+    struct tls_tickets *tickets; /* session ticket keys, shared by every TLS listener */
+    struct tls_server **tls;   /* per listener, NULL for plain ones */
+    struct event *rotate_ev;   /* ticket key rotation */
 };
+
+/* ---- TLS contexts ----------------------------------------------------------------------------- */
+
+static void
+tls_array_free(struct tls_server **tls, size_t n)
+{
+    for (size_t i = 0; tls != NULL && i < n; i++)
+        tls_server_unref(tls[i]);
+    free(tls);
+}
+
+/* One tls_server per TLS listener, read from the files named in cfg. NULL with err on failure
+ * (a config with no TLS listener gives an array of NULLs). */
+static struct tls_server **
+tls_array_build(const struct config *cfg, struct tls_tickets *tickets, char *err, size_t errlen)
+{
+    struct tls_server **tls = calloc(cfg->nlisteners, sizeof(*tls));
+
+    if (tls == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        if (cfg->listeners[i].tls == NULL)
+            continue;
+        tls[i] = tls_server_new(cfg->listeners[i].tls, i, tickets, err, errlen);
+        if (tls[i] == NULL) {
+            tls_array_free(tls, cfg->nlisteners);
+            return NULL;
+        }
+    }
+    return tls;
+}
+
+static struct tls_server **
+tls_array_copy(struct tls_server **tls, size_t n)
+{
+    struct tls_server **copy = calloc(n, sizeof(*copy));
+
+    for (size_t i = 0; copy != NULL && i < n; i++)
+        copy[i] = tls[i] != NULL ? tls_server_ref(tls[i]) : NULL;
+    return copy;
+}
+
+/* The shortest rotation period among listeners using tickets, or 0 when none does. */
+static int
+ticket_rotate_s(const struct config *cfg)
+{
+    int s = 0;
+
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct tls_listen_conf *t = cfg->listeners[i].tls;
+        if (t != NULL && t->session_tickets && (s == 0 || t->ticket_rotate_s < s))
+            s = t->ticket_rotate_s;
+    }
+    return s;
+}
+
+/* Everything --check can validate beyond the JSON: certificates, keys, cipher lists, CA bundles. */
+static int
+check_runtime(struct config *cfg, char *err, size_t errlen)
+{
+    struct tls_tickets *tickets = tls_tickets_new();
+    struct tls_server **tls = tickets ? tls_array_build(cfg, tickets, err, errlen) : NULL;
+    struct router *r = tls ? router_new(cfg, err, errlen) : NULL;
+    int rc = r != NULL ? 0 : -1;
+
+    router_free(r);
+    tls_array_free(tls, cfg->nlisteners);
+    tls_tickets_free(tickets);
+    return rc;
+}
 
 static void
 usage(FILE *out)
@@ -63,10 +143,37 @@ on_reopen_signal(evutil_socket_t sig, short what, void *arg)
         log_info("access log reopened");
 }
 
+/* SIGHUP: re-read certificates, keys and OCSP responses. New connections use them; open ones keep
+ * theirs. A bad file keeps every old context and says why. */
 static void
 on_hup_signal(evutil_socket_t sig, short what, void *arg)
 {
-    log_warn("SIGHUP: configuration reload is not supported by this version; ignored");
+    struct runtime *rt = arg;
+    size_t n = rt->cfg->nlisteners;
+    char err[512];
+    struct tls_server **fresh = tls_array_build(rt->cfg, rt->tickets, err, sizeof(err));
+
+    if (fresh == NULL) {
+        log_error("SIGHUP: %s; keeping the current certificates", err);
+        return;
+    }
+    for (int i = 0; i < rt->nworkers; i++) {
+        struct tls_server **copy = tls_array_copy(fresh, n);
+        if (copy != NULL)
+            worker_set_tls(rt->workers[i], copy);
+    }
+    tls_array_free(rt->tls, n);
+    rt->tls = fresh;
+    log_info("SIGHUP: certificates reloaded");
+}
+
+static void
+on_rotate(evutil_socket_t fd, short what, void *arg)
+{
+    struct runtime *rt = arg;
+
+    if (tls_tickets_rotate(rt->tickets) < 0)
+        log_error("tls: cannot make a new session ticket key; keeping the current one");
 }
 
 static void
@@ -109,16 +216,17 @@ start_workers(struct runtime *rt, int *fds, struct event *exit_ev)
 {
     const struct config *cfg = rt->cfg;
     sigset_t all, old;
+    char err[512];
     int rc = 0;
 
     /* Workers inherit a blocked mask: signals are the main thread's alone. */
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
     for (int i = 0; i < cfg->workers; i++) {
-        struct worker *w = worker_new(i, rt->cfg, fds + (size_t)i * cfg->nlisteners,
-                                      cfg->nlisteners, rt->alog_fd, exit_ev);
+        struct worker *w = worker_new(i, rt->cfg, fds + (size_t)i * cfg->nlisteners, rt->tls,
+                                      rt->alog_fd, exit_ev, err, sizeof(err));
         if (w == NULL || worker_start(w) < 0) {
-            log_error("cannot start worker %d", i);
+            log_error("cannot start worker %d: %s", i, w == NULL ? err : strerror(errno));
             worker_join_free(w);
             for (size_t j = (size_t)(i + 1) * cfg->nlisteners;
                  j < (size_t)cfg->workers * cfg->nlisteners; j++)
@@ -138,16 +246,43 @@ log_started(const struct config *cfg)
     char a[ADDR_TEXT_MAX];
 
     for (size_t i = 0; i < cfg->nlisteners; i++)
-        log_info("listening on http://%s", addr_format(&cfg->listeners[i].addr, a, sizeof(a)));
+        log_info("listening on %s://%s", cfg->listeners[i].tls != NULL ? "https" : "http",
+                 addr_format(&cfg->listeners[i].addr, a, sizeof(a)));
     log_info("trident %s started: %d workers, %zu clusters, %zu servers", TRIDENT_VERSION,
              cfg->workers, cfg->nclusters, cfg->nservers);
+}
+
+/* Ticket keys, the TLS contexts, and the rotation timer. */
+static int
+start_tls(struct runtime *rt)
+{
+    char err[512];
+    int rotate = ticket_rotate_s(rt->cfg);
+    struct timeval tv = {.tv_sec = rotate};
+
+    rt->tickets = tls_tickets_new();
+    if (rt->tickets == NULL) {
+        log_error("tls: cannot create session ticket keys");
+        return -1;
+    }
+    rt->tls = tls_array_build(rt->cfg, rt->tickets, err, sizeof(err));
+    if (rt->tls == NULL) {
+        log_error("%s", err);
+        return -1;
+    }
+    if (rotate > 0) {
+        rt->rotate_ev = event_new(rt->base, -1, EV_PERSIST, on_rotate, rt);
+        if (rt->rotate_ev == NULL || event_add(rt->rotate_ev, &tv) < 0)
+            return -1;
+    }
+    return 0;
 }
 
 static int
 run(struct runtime *rt)
 {
-    struct event *exit_ev, *sigs[4];
-    int *fds, rc = 1;
+    struct event *exit_ev = NULL, *sigs[4] = {NULL};
+    int *fds = NULL, rc = 1;
 
     rt->alog_fd = access_log_open_fd(rt->cfg->log.access);
     if (rt->alog_fd == -2) {
@@ -156,8 +291,10 @@ run(struct runtime *rt)
     }
     rt->base = event_base_new();
     rt->workers = calloc((size_t)rt->cfg->workers, sizeof(*rt->workers));
+    if (rt->base == NULL || rt->workers == NULL || start_tls(rt) < 0)
+        goto out;
     fds = open_sockets(rt->cfg);
-    if (rt->base == NULL || rt->workers == NULL || fds == NULL)
+    if (fds == NULL)
         goto out;
     exit_ev = event_new(rt->base, -1, 0, on_worker_exit, rt);
     sigs[0] = evsignal_new(rt->base, SIGTERM, on_stop_signal, rt);
@@ -184,6 +321,10 @@ run(struct runtime *rt)
 out:
     free(fds);
     free(rt->workers);
+    if (rt->rotate_ev != NULL)
+        event_free(rt->rotate_ev);
+    tls_array_free(rt->tls, rt->cfg->nlisteners);
+    tls_tickets_free(rt->tickets);
     if (rt->base != NULL)
         event_base_free(rt->base);
     if (rt->alog_fd > STDERR_FILENO)
@@ -224,9 +365,14 @@ main(int argc, char **argv)
         return 1;
     }
     if (check) {
-        printf("trident: configuration file %s is valid\n", path);
+        char why[512];
+        rc = check_runtime(rt.cfg, why, sizeof(why));
+        if (rc == 0)
+            printf("trident: configuration file %s is valid\n", path);
+        else
+            fprintf(stderr, "trident: %s: %s\n", path, why);
         config_unref(rt.cfg);
-        return 0;
+        return rc == 0 ? 0 : 1;
     }
     log_set_level((enum log_level)rt.cfg->log.error_level);
     signal(SIGPIPE, SIG_IGN);

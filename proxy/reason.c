@@ -22,6 +22,13 @@ static const char *const names[REASON_COUNT] = {
     [REASON_UPSTREAM_BAD_RESPONSE] = "upstream_bad_response",
     [REASON_UPSTREAM_SEND_TIMEOUT] = "upstream_send_timeout",
     [REASON_RESOURCE] = "resource",
+    [REASON_TLS_HANDSHAKE_TIMEOUT] = "tls_handshake_timeout",
+    [REASON_TLS_PROTOCOL] = "tls_protocol",
+    [REASON_TLS_NO_SHARED_CIPHER] = "tls_no_shared_cipher",
+    [REASON_TLS_NOT_TLS] = "tls_not_tls",
+    [REASON_TLS_UNKNOWN_SNI] = "tls_unknown_sni",
+    [REASON_TLS_ERROR] = "tls_error",
+    [REASON_UPSTREAM_TLS] = "upstream_tls",
     [REASON_TUNNEL_IDLE] = "tunnel_idle",
     [REASON_SHUTDOWN] = "shutdown",
 };

@@ -132,6 +132,8 @@ rewrite_response(const struct http_msg *m, const struct rewrite_response_ctx *ct
         else if (!headers_is_hop_by_hop(m, i))
             put_msg_field(&o, m, i);
     }
+    if (ctx->hsts != NULL && http_find_field(m, LIT("strict-transport-security"), 0) < 0)
+        put_field(&o, LIT("Strict-Transport-Security"), ctx->hsts, strlen(ctx->hsts));
     if (ctx->chunked)
         puts_(&o, "Transfer-Encoding: chunked\r\n");
     if (ctx->upgrade)

@@ -1,21 +1,30 @@
 /*
  * router: the per-worker routing table and the two-level pick (cluster, then server).
  */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "config.h"
 #include "router.h"
+#include "tls_upstream.h"
 #include "upstream.h"
 
 static int
-cluster_init(struct cluster_rt *c, const struct cluster_conf *conf, const struct config *cfg)
+cluster_init(struct cluster_rt *c, size_t index, const struct config *cfg, char *err,
+             size_t errlen)
 {
+    const struct cluster_conf *conf = &cfg->clusters[index];
+
     c->conf = conf;
     c->ops = balancer_for((enum balance_kind)conf->balance);
     c->nservers = conf->nservers;
     c->servers = calloc(conf->nservers, sizeof(*c->servers));
     c->peers = calloc(conf->nservers, sizeof(*c->peers));
-    if (c->servers == NULL || c->peers == NULL)
+    if (c->servers == NULL || c->peers == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (conf->tls != NULL && (c->tls = tls_client_new(conf->tls, index, err, errlen)) == NULL)
         return -1;
     for (size_t i = 0; i < conf->nservers; i++) {
         struct server_rt *s = &c->servers[i];
@@ -27,15 +36,20 @@ cluster_init(struct cluster_rt *c, const struct cluster_conf *conf, const struct
         s->peer->usable = true;
         upstream_pool_init(&s->pool, (unsigned)cfg->limits.upstream_keepalive,
                            cfg->timeouts.upstream_idle_ms);
+        if (s->conf->tls_name != NULL)
+            snprintf(s->tls_name, sizeof(s->tls_name), "%s", s->conf->tls_name);
+        else
+            tls_client_default_name(s->conf->address, s->tls_name, sizeof(s->tls_name));
     }
     return 0;
 }
 
 struct router *
-router_new(struct config *cfg)
+router_new(struct config *cfg, char *err, size_t errlen)
 {
     struct router *r = calloc(1, sizeof(*r));
 
+    snprintf(err, errlen, "out of memory");
     if (r == NULL)
         return NULL;
     r->cfg = config_ref(cfg);
@@ -45,7 +59,7 @@ router_new(struct config *cfg)
     if (r->clusters == NULL || r->cluster_peers == NULL)
         goto fail;
     for (size_t i = 0; i < cfg->nclusters; i++) {
-        if (cluster_init(&r->clusters[i], &cfg->clusters[i], cfg) < 0)
+        if (cluster_init(&r->clusters[i], i, cfg, err, errlen) < 0)
             goto fail;
         r->cluster_peers[i].weight = cfg->clusters[i].weight;
     }
@@ -62,8 +76,11 @@ router_free(struct router *r)
         return;
     for (size_t i = 0; r->clusters != NULL && i < r->nclusters; i++) {
         struct cluster_rt *c = &r->clusters[i];
-        for (size_t j = 0; c->servers != NULL && j < c->nservers; j++)
+        for (size_t j = 0; c->servers != NULL && j < c->nservers; j++) {
             upstream_pool_clear(&c->servers[j].pool);
+            SSL_SESSION_free(c->servers[j].tls_session);
+        }
+        tls_client_free(c->tls);
         free(c->servers);
         free(c->peers);
     }

@@ -9,8 +9,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+
 #include "clock.h"
 #include "router.h"
+#include "tls_upstream.h"
 #include "upstream.h"
 #include "upstream_pool.h"
 
@@ -55,13 +59,31 @@ up_event_cb(struct bufferevent *bev, short what, void *arg)
     u->h->on_event(u->arg, what);
 }
 
+/* A plain or TLS bufferevent for the socket; TLS sends SNI and verifies the server's name. */
 static struct bufferevent *
 new_bev(struct event_base *base, int fd, struct upstream *u, const struct config *cfg)
 {
-    struct bufferevent *bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    struct server_rt *s = u->server;
     struct timeval tv = clock_tv_ms(cfg->timeouts.upstream_connect_ms);
     size_t high = (size_t)cfg->limits.buffer_bytes;
+    struct bufferevent *bev;
 
+    if (s->cluster->tls != NULL) {
+        SSL *ssl = tls_client_ssl_new(s->cluster->tls, s->tls_name, &s->tls_session);
+        if (ssl == NULL)
+            return NULL;
+        bev = bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                             BEV_OPT_CLOSE_ON_FREE);
+        if (bev == NULL) {
+            SSL_free(ssl);
+            return NULL;
+        }
+        /* A server that closes without close_notify ends its stream; it is not an attack on
+         * a response whose length is known. */
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    } else {
+        bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (bev == NULL)
         return NULL;
     bufferevent_setcb(bev, up_read_cb, up_write_cb, up_event_cb, u);
@@ -84,6 +106,8 @@ upstream_connect(struct event_base *base, struct server_rt *s, const struct conf
 
     if (u == NULL)
         return NULL;
+    u->state = UPSTREAM_CONNECTING;
+    u->server = s;
     fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         goto fail;
@@ -91,8 +115,6 @@ upstream_connect(struct event_base *base, struct server_rt *s, const struct conf
     if (u->bev == NULL)
         goto fail;
     fd = -1; /* the bufferevent owns it now */
-    u->state = UPSTREAM_CONNECTING;
-    u->server = s;
     u->h = h;
     u->arg = arg;
     http_msg_init(&u->resp, HTTP_RESPONSE, (uint32_t)cfg->limits.max_response_header_bytes,
@@ -118,6 +140,18 @@ upstream_attach(struct upstream *u, const struct upstream_handler *h, void *arg)
     u->arg = arg;
     u->pool = NULL;
     bufferevent_set_timeouts(u->bev, NULL, NULL);
+}
+
+bool
+upstream_is_tls(const struct upstream *u)
+{
+    return u->server->cluster->tls != NULL;
+}
+
+bool
+upstream_tls_failed(const struct upstream *u)
+{
+    return upstream_is_tls(u) && bufferevent_get_openssl_error(u->bev) != 0;
 }
 
 void

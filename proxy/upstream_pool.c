@@ -26,7 +26,9 @@ upstream_pool_drop(struct upstream_pool *p, struct upstream *u)
 }
 
 /* The event loop may not yet have told us that the server closed the connection: ask the kernel.
- * Nothing readable (EAGAIN) is the only state in which the connection may carry a request. */
+ * Nothing readable (EAGAIN) is the only state in which a plain connection may carry a request. A
+ * TLS server may legitimately send records on an idle connection (TLS 1.3 session tickets), so
+ * there only end-of-file or an error disqualify it. */
 static bool
 still_open(struct upstream *u)
 {
@@ -36,6 +38,8 @@ still_open(struct upstream *u)
     if (evbuffer_get_length(bufferevent_get_input(u->bev)) > 0)
         return false;
     n = recv(bufferevent_getfd(u->bev), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0)
+        return upstream_is_tls(u);
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 

@@ -1,6 +1,6 @@
 /*
  * worker: a thread with its own event loop. Accepts on its own SO_REUSEPORT sockets, owns its
- * connections, and drains or stops on a command from the main thread.
+ * connections, and acts on commands from the main thread: drain, stop, new TLS contexts.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -13,6 +13,7 @@
 #include "conn.h"
 #include "log.h"
 #include "router.h"
+#include "tls.h"
 #include "worker.h"
 
 #define ACCEPT_RETRY_MS 100 /* pause after an accept error such as EMFILE, instead of spinning */
@@ -21,8 +22,8 @@ static void
 pause_accept(struct worker *w)
 {
     for (size_t i = 0; i < w->nlisteners; i++)
-        if (w->listeners[i] != NULL)
-            evconnlistener_disable(w->listeners[i]);
+        if (w->listeners[i].ev != NULL)
+            evconnlistener_disable(w->listeners[i].ev);
     w->accept_paused = true;
 }
 
@@ -30,24 +31,26 @@ static void
 resume_accept(struct worker *w)
 {
     for (size_t i = 0; i < w->nlisteners; i++)
-        if (w->listeners[i] != NULL)
-            evconnlistener_enable(w->listeners[i]);
+        if (w->listeners[i].ev != NULL)
+            evconnlistener_enable(w->listeners[i].ev);
     w->accept_paused = false;
 }
 
 static void
-accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+accept_cb(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
-    struct worker *w = arg;
+    struct listener_rt *l = arg;
+    struct worker *w = l->w;
     struct conn *c;
 
     if (w->state != WORKER_RUNNING || w->nconns >= w->max_conns) {
         close(fd);
         return;
     }
-    c = conn_new(w, fd, sa, (socklen_t)salen);
+    c = conn_new(l, fd, sa, (socklen_t)salen);
     if (c == NULL) {
-        log_warn("worker %d: cannot allocate a connection", w->id);
+        log_warn("worker %d: cannot set up a connection", w->id);
+        worker_count(w, REASON_RESOURCE);
         return;
     }
     TAILQ_INSERT_TAIL(&w->conns, c, link);
@@ -58,9 +61,9 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 }
 
 static void
-accept_error_cb(struct evconnlistener *l, void *arg)
+accept_error_cb(struct evconnlistener *ev, void *arg)
 {
-    struct worker *w = arg;
+    struct worker *w = ((struct listener_rt *)arg)->w;
     struct timeval tv = clock_tv_ms(ACCEPT_RETRY_MS);
 
     log_warn("worker %d: accept: %s; pausing for %d ms", w->id, strerror(errno), ACCEPT_RETRY_MS);
@@ -95,9 +98,9 @@ static void
 close_listeners(struct worker *w)
 {
     for (size_t i = 0; i < w->nlisteners; i++) {
-        if (w->listeners[i] != NULL)
-            evconnlistener_free(w->listeners[i]);
-        w->listeners[i] = NULL;
+        if (w->listeners[i].ev != NULL)
+            evconnlistener_free(w->listeners[i].ev);
+        w->listeners[i].ev = NULL;
     }
 }
 
@@ -146,72 +149,114 @@ start_drain(struct worker *w)
 }
 
 static void
+take_tls(struct worker *w)
+{
+    struct tls_server **tls = atomic_exchange(&w->pending_tls, NULL);
+
+    if (tls == NULL)
+        return;
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        tls_server_unref(w->listeners[i].tls);
+        w->listeners[i].tls = tls[i];
+    }
+    free(tls);
+}
+
+static void
 ctl_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
+    int cmd = atomic_exchange(&w->cmd, 0);
 
-    switch ((enum worker_cmd)atomic_exchange(&w->cmd, WORKER_CMD_NONE)) {
-    case WORKER_CMD_DRAIN: start_drain(w); break;
-    case WORKER_CMD_STOP: stop_now(w); break;
-    case WORKER_CMD_NONE: break;
-    }
+    if (cmd & WORKER_CMD_TLS)
+        take_tls(w);
+    if (cmd & WORKER_CMD_STOP)
+        stop_now(w);
+    else if (cmd & WORKER_CMD_DRAIN)
+        start_drain(w);
 }
 
 void
 worker_request(struct worker *w, enum worker_cmd cmd)
 {
-    int cur = atomic_load(&w->cmd);
-
-    /* STOP outranks DRAIN: never downgrade a pending stop. */
-    while ((int)cmd > cur && !atomic_compare_exchange_weak(&w->cmd, &cur, (int)cmd))
-        ;
+    atomic_fetch_or(&w->cmd, (int)cmd);
     event_active(w->ctl_ev, EV_READ, 0);
+}
+
+static void
+free_tls_array(struct tls_server **tls, size_t n)
+{
+    for (size_t i = 0; tls != NULL && i < n; i++)
+        tls_server_unref(tls[i]);
+    free(tls);
+}
+
+void
+worker_set_tls(struct worker *w, struct tls_server **tls)
+{
+    /* A set that was never taken is replaced: only the newest matters. */
+    free_tls_array(atomic_exchange(&w->pending_tls, tls), w->nlisteners);
+    worker_request(w, WORKER_CMD_TLS);
 }
 
 /* Wraps each socket in a listener, which then owns it. On failure the sockets not yet wrapped
  * are closed here, so the caller never has to know which ones were taken. */
 static int
-open_listeners(struct worker *w, const int *fds, size_t nfds)
+open_listeners(struct worker *w, const int *fds, struct tls_server **tls)
 {
-    size_t i = 0;
+    size_t i = 0, n = w->cfg->nlisteners;
 
-    w->listeners = calloc(nfds, sizeof(*w->listeners));
+    w->listeners = calloc(n, sizeof(*w->listeners));
     if (w->listeners == NULL)
         goto fail;
-    w->nlisteners = nfds;
-    for (; i < nfds; i++) {
-        w->listeners[i] = evconnlistener_new(w->base, accept_cb, w, LEV_OPT_CLOSE_ON_FREE, -1,
-                                             fds[i]);
-        if (w->listeners[i] == NULL)
+    w->nlisteners = n;
+    for (; i < n; i++) {
+        struct listener_rt *l = &w->listeners[i];
+
+        l->w = w;
+        l->conf = &w->cfg->listeners[i];
+        l->tls = tls[i] != NULL ? tls_server_ref(tls[i]) : NULL;
+        l->ev = evconnlistener_new(w->base, accept_cb, l, LEV_OPT_CLOSE_ON_FREE, -1, fds[i]);
+        if (l->ev == NULL)
             goto fail;
-        evconnlistener_set_error_cb(w->listeners[i], accept_error_cb);
+        evconnlistener_set_error_cb(l->ev, accept_error_cb);
     }
     return 0;
 fail:
-    for (; i < nfds; i++)
+    for (; i < n; i++)
         close(fds[i]);
     return -1;
 }
 
 struct worker *
-worker_new(int id, struct config *cfg, const int *fds, size_t nfds, int alog_fd,
-           struct event *exit_notify)
+worker_new(int id, struct config *cfg, const int *fds, struct tls_server **tls, int alog_fd,
+           struct event *exit_notify, char *err, size_t errlen)
 {
     struct worker *w = calloc(1, sizeof(*w));
 
-    if (w == NULL)
+    snprintf(err, errlen, "worker %d: out of memory", id);
+    if (w == NULL) {
+        for (size_t i = 0; i < cfg->nlisteners; i++)
+            close(fds[i]);
         return NULL;
+    }
     w->id = id;
     w->cfg = config_ref(cfg);
     w->exit_notify = exit_notify;
     TAILQ_INIT(&w->conns);
     w->max_conns = (unsigned)((cfg->limits.max_connections + cfg->workers - 1) / cfg->workers);
-    atomic_init(&w->cmd, WORKER_CMD_NONE);
+    atomic_init(&w->cmd, 0);
     atomic_init(&w->exited, false);
+    atomic_init(&w->pending_tls, NULL);
     w->base = event_base_new();
-    if (w->base == NULL || open_listeners(w, fds, nfds) < 0)
+    if (w->base == NULL) {
+        for (size_t i = 0; i < cfg->nlisteners; i++)
+            close(fds[i]);
         goto fail;
-    w->router = router_new(cfg);
+    }
+    if (open_listeners(w, fds, tls) < 0)
+        goto fail;
+    w->router = router_new(cfg, err, errlen);
     w->alog = access_log_new(w->base, alog_fd);
     w->ctl_ev = event_new(w->base, -1, 0, ctl_cb, w);
     w->drain_ev = evtimer_new(w->base, drain_timeout_cb, w);
@@ -221,9 +266,6 @@ worker_new(int id, struct config *cfg, const int *fds, size_t nfds, int alog_fd,
         goto fail;
     return w;
 fail:
-    if (w->base == NULL)
-        for (size_t i = 0; i < nfds; i++)
-            close(fds[i]);
     worker_join_free(w);
     return NULL;
 }
@@ -261,9 +303,13 @@ worker_join_free(struct worker *w)
         return;
     if (w->started)
         pthread_join(w->thread, NULL);
-    if (w->listeners != NULL)
+    if (w->listeners != NULL) {
         close_listeners(w);
+        for (size_t i = 0; i < w->nlisteners; i++)
+            tls_server_unref(w->listeners[i].tls);
+    }
     free(w->listeners);
+    free_tls_array(atomic_exchange(&w->pending_tls, NULL), w->nlisteners);
     router_free(w->router);
     access_log_free(w->alog);
     if (w->ctl_ev != NULL)
