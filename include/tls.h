@@ -10,6 +10,7 @@
 #ifndef TRIDENT_TLS_H
 #define TRIDENT_TLS_H
 
+#include <event2/bufferevent.h>
 #include <openssl/ssl.h>
 #include <stddef.h>
 
@@ -35,6 +36,12 @@ SSL *tls_server_ssl_new(struct tls_server *s);
 
 /* The HSTS header value for responses on this listener, or NULL when off. */
 const char *tls_server_hsts(const struct tls_server *s);
+
+/* Before freeing a TLS bufferevent (either side): OpenSSL evicts the session of an SSL freed
+ * without a shutdown and marks it not resumable, and libevent frees without one. Marking a
+ * connection whose handshake finished as shut down keeps its session for resumption. No I/O.
+ * Does nothing for plain bufferevents. */
+void tls_keep_session(struct bufferevent *bev);
 
 /* Classify why a handshake failed, from the OpenSSL error libevent reports (0: none known). */
 enum reason tls_handshake_reason(unsigned long ssl_error);

@@ -563,23 +563,14 @@ client_write_cb(struct bufferevent *bev, void *arg)
         closing_flushed(c);
 }
 
+/* The client closed its side. Between requests or during a head that is simply the end; during an
+ * exchange it is an abort (nginx's 499): the server's work is abandoned at once rather than kept
+ * for a client that half-closed, which HTTP/1.1 clients do not do in practice. */
 static void
 client_eof(struct conn *c)
 {
     c->client_eof = true;
-    switch (c->state) {
-    case CONN_CONNECTING_UPSTREAM:
-    case CONN_STREAMING:
-        if (c->req_phase == REQ_DONE) {
-            /* A half-close after a complete request: answer it, then close. */
-            c->x.keep_alive = false;
-            set_reading(c->bev, false);
-            return;
-        }
-        conn_close_now(c, REASON_CLIENT_ABORTED);
-        return;
-    default: conn_close_now(c, REASON_CLIENT_ABORTED); return;
-    }
+    conn_close_now(c, REASON_CLIENT_ABORTED);
 }
 
 static void
@@ -784,8 +775,10 @@ conn_free(struct conn *c)
     if (c->w != NULL && c->state == CONN_CLOSED)
         worker_conn_closed(c->w, c);
     upstream_free(c->up);
-    if (c->bev != NULL)
+    if (c->bev != NULL) {
+        tls_keep_session(c->bev);
         bufferevent_free(c->bev);
+    }
     if (c->timer != NULL)
         event_free(c->timer);
     if (c->free_ev != NULL)

@@ -161,6 +161,8 @@ read_response_head(struct conn *c)
 
         if (st == HTTP_AGAIN)
             return;
+        if (st == HTTP_HEAD_DONE && c->up->resp.parser.http_major != 1)
+            st = HTTP_ERROR; /* only HTTP/1.x is spoken upstream */
         if (st != HTTP_HEAD_DONE) {
             log_debug("server %s: bad response head: %s", c->x.server->conf->id,
                       http_msg_error_text(&c->up->resp));

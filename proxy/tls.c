@@ -3,6 +3,7 @@
  * the protocol (ALPN) and the stapled OCSP response.
  */
 #include <ctype.h>
+#include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
 #include <openssl/ocsp.h>
 #include <openssl/pem.h>
@@ -412,6 +413,15 @@ const char *
 tls_server_hsts(const struct tls_server *s)
 {
     return s->hsts[0] != '\0' ? s->hsts : NULL;
+}
+
+void
+tls_keep_session(struct bufferevent *bev)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+    if (ssl != NULL && SSL_is_init_finished(ssl))
+        SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
 }
 
 enum reason

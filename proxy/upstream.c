@@ -14,6 +14,7 @@
 
 #include "clock.h"
 #include "router.h"
+#include "tls.h"
 #include "tls_upstream.h"
 #include "upstream.h"
 #include "upstream_pool.h"
@@ -159,8 +160,10 @@ upstream_free(struct upstream *u)
 {
     if (u == NULL)
         return;
-    if (u->bev != NULL)
+    if (u->bev != NULL) {
+        tls_keep_session(u->bev);
         bufferevent_free(u->bev);
+    }
     http_msg_release(&u->resp);
     free(u);
 }
