@@ -1098,8 +1098,9 @@ class Trident:
     absent). Use as a context manager: started on enter, always stopped on exit; when the block
     failed, the error log is printed."""
 
-    def __init__(self, config, net=None, host=None, ready_timeout=10):
+    def __init__(self, config, net=None, host=None, ready_timeout=10, wrapper=()):
         self.config = copy.deepcopy(config)
+        self.wrapper = list(wrapper)  # e.g. a valgrind command line to run trident under
         if "listeners" not in self.config:
             host = host or (net.listener_ip() if net else "127.0.0.1")
             self.config["listeners"] = [{"address": f"{host}:{free_port(host)}"}]
@@ -1126,7 +1127,8 @@ class Trident:
         self.error_path = os.path.join(self.dir, "error.log")
         self._out = open(self.access_path, "wb")
         self._err = open(self.error_path, "wb")
-        self.proc = subprocess.Popen([TRIDENT_BIN, "-c", self.config_path], stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(self.wrapper + [TRIDENT_BIN, "-c", self.config_path],
+                                     stdin=subprocess.DEVNULL,
                                      stdout=self._out, stderr=self._err,
                                      env=sanitizer_env(os.environ))
         self.started_at = time.monotonic()

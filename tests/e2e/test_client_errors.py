@@ -33,6 +33,11 @@ class BadRequests(E2ETestCase):
             b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nBad Name: v\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n",                      # bare CR
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n",                    # control
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x7fb\r\n\r\n",                    # DEL
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x1bb\r\n\r\n",                    # ESC
+            b"GET / HTTP/1.1\nHost: a\n\n",                                       # bare LF
             b"GET nothing HTTP/1.1\r\nHost: a\r\n\r\n",                           # bad target
             b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\nx",

@@ -62,6 +62,25 @@ class Certs:
                 "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2", "-subj", f"/CN={cn}",
                 "-addext", f"subjectAltName=DNS:{cn}", cwd=self.dir)
 
+    def ocsp_response(self, name):
+        """A signed 'good' OCSP response for certificate `name`, made by openssl's OCSP
+        responder from a one-line index; returns the DER file's path."""
+        d = self.dir
+        serial = subprocess.run(["openssl", "x509", "-in", f"{name}.pem", "-noout", "-serial"],
+                                cwd=d, check=True, capture_output=True, text=True).stdout
+        serial = serial.strip().split("=", 1)[1]
+        subject = subprocess.run(["openssl", "x509", "-in", f"{name}.pem", "-noout", "-subject",
+                                  "-nameopt", "compat"], cwd=d, check=True, capture_output=True,
+                                 text=True).stdout.strip().split("=", 1)[1].strip()
+        with open(os.path.join(d, "index.txt"), "w") as f:
+            f.write(f"V\t301231235959Z\t\t{serial}\tunknown\t{subject}\n")
+        openssl("ocsp", "-issuer", "ca.pem", "-cert", f"{name}.pem", "-reqout", f"{name}.req",
+                cwd=d)
+        openssl("ocsp", "-index", "index.txt", "-CA", "ca.pem", "-rsigner", "ca.pem", "-rkey",
+                "ca.key", "-reqin", f"{name}.req", "-respout", f"{name}.ocsp", "-ndays", "1",
+                cwd=d)
+        return self.path(f"{name}.ocsp")
+
     def pair(self, name):
         return {"cert": self.path(f"{name}.pem"), "key": self.path(f"{name}.key")}
 
@@ -254,6 +273,19 @@ class ClientSide(TLSCase):
     def test_no_resumption_when_both_are_off(self):
         with Trident(self.tls_config(session_tickets=False, session_cache=0), NET) as t:
             self.assertFalse(self.resumes(t, ssl.TLSVersion.TLSv1_2))
+
+    def test_ocsp_response_is_stapled(self):
+        cfg = self.tls_config()
+        cfg["listeners"][0]["tls"]["certificates"][0]["ocsp"] = \
+            self.certs.ocsp_response("app-ec")
+        with Trident(cfg, NET) as t:
+            rc, out = s_client(t, "-status", "-servername", "app.test")
+            self.assertIn("OCSP Response Status: successful", out)
+            self.assertIn("Cert Status: good", out)
+            # the RSA certificate of the same name has no response: nothing stapled for it
+            rc, out = s_client(t, "-status", "-tls1_2", "-sigalgs", "RSA+SHA256",
+                               "-servername", "app.test")
+            self.assertIn("OCSP response: no response sent", out)
 
     def test_alpn_selects_http11(self):
         with Trident(self.tls_config(), NET) as t:
