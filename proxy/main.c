@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "access_log.h"
@@ -187,6 +188,27 @@ on_worker_exit(evutil_socket_t fd, short what, void *arg)
     event_base_loopbreak(rt->base);
 }
 
+/* Each client connection may hold a server connection too: raise the soft descriptor limit to
+ * the hard one and say so when max_connections still cannot fit. */
+static void
+raise_fd_limit(const struct config *cfg)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)cfg->limits.max_connections * 2 + 64 +
+                  (rlim_t)cfg->workers * cfg->nlisteners;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur < want)
+        log_warn("descriptor limit %llu is below the %llu that limits.max_connections %d may need",
+                 (unsigned long long)rl.rlim_cur, (unsigned long long)want,
+                 cfg->limits.max_connections);
+}
+
 /* One SO_REUSEPORT socket per worker per listener: fds[w * nlisteners + l]. */
 static int *
 open_sockets(const struct config *cfg)
@@ -284,6 +306,7 @@ run(struct runtime *rt)
     struct event *exit_ev = NULL, *sigs[4] = {NULL};
     int *fds = NULL, rc = 1;
 
+    raise_fd_limit(rt->cfg);
     rt->alog_fd = access_log_open_fd(rt->cfg->log.access);
     if (rt->alog_fd == -2) {
         log_error("open access log %s: %s", rt->cfg->log.access, strerror(errno));
