@@ -60,12 +60,46 @@ struct tls_upstream_conf {
     bool session_reuse;  /* resume the last session with each server */
 };
 
+enum check_type {
+    CHECK_HTTP, /* a request; the status (and optionally the body) decides */
+    CHECK_TCP,  /* a connect */
+    CHECK_TLS,  /* a connect and a TLS handshake (with the cluster's TLS settings) */
+};
+
+/* Active health checks of a cluster's servers (a server may replace them with its own). */
+struct health_conf {
+    int type;             /* enum check_type */
+    int interval_ms;      /* between checks of a steady server */
+    int fast_interval_ms; /* while a server is changing state, and while it is down */
+    int timeout_ms;       /* one check, connect to verdict */
+    int rise;             /* consecutive successes that bring a down server up */
+    int fall;             /* consecutive failures that take an up server down */
+    int jitter_pct;       /* each interval varies by up to this share, so checks spread out */
+    int port;             /* 0: the server's own port */
+    char *method;         /* http: request method */
+    char *path;           /* http: request target */
+    char *host;           /* http: Host; NULL: the server's TLS name or address host */
+    char *expect_status;  /* http: "200-399" or a list such as "200,204,300-302" */
+    char *expect_body;    /* http: a substring the body must hold; NULL: none */
+    uint16_t status_ranges[16][2]; /* expect_status, parsed when the config loads */
+    int nstatus_ranges;
+};
+
+/* Failures seen on real traffic that take a server out before the next active check. */
+struct passive_conf {
+    int connect_failures; /* consecutive refused or reset connections; 0: off */
+    int timeouts;         /* consecutive connect or response timeouts; 0: off */
+    int http_5xx;         /* consecutive 5xx responses; 0: off */
+    int eject_ms;         /* clusters without active checks: how long a server stays out */
+};
+
 struct server_conf {
     char *id;          /* unique across all clusters: logs, metrics and admin use it */
     char *address;     /* as written in the file */
     struct addr addr;  /* resolved when the config loaded */
     int weight;        /* 0 takes no new traffic */
     char *tls_name;    /* TLS: name sent as SNI and verified; NULL: the address's host */
+    struct health_conf *health; /* NULL: the cluster's checks */
 };
 
 struct cluster_conf {
@@ -76,6 +110,30 @@ struct cluster_conf {
     struct server_conf *servers;
     size_t nservers;
     struct tls_upstream_conf *tls; /* NULL: plain HTTP to the servers */
+    struct health_conf *health;    /* NULL: no active checks (passive ones still apply) */
+    struct passive_conf passive;
+    int min_healthy;        /* the cluster takes traffic while this many servers are up */
+    int slow_start_ms;      /* a server coming back ramps its weight over this time; 0: off */
+    int connect_timeout_ms; /* 0: timeouts.upstream_connect_ms */
+    bool close_tunnels_on_down; /* WebSocket tunnels to a server that goes down are closed */
+};
+
+/* What trident does when servers fail: retries, hedging, the provider breaker, start-up. */
+struct failover_conf {
+    int retries;           /* further attempts after a failed one */
+    int retry_budget_ms;   /* no new attempt this long after the request's first one */
+    int retry_body_bytes;  /* request bodies up to this size are read whole before sending,
+                              which makes them replayable (and never half-forwarded) */
+    bool hedge;            /* idempotent requests may be sent to a second provider */
+    int hedge_delay_ms;    /* 0: derived from the cluster's recent response times */
+    int hedge_budget_pct;  /* at most this share of requests is hedged */
+    int breaker_share_pct; /* this share of a provider's servers failing within the window
+                              takes the whole provider out */
+    int breaker_window_ms;
+    int startup_wait_ms;   /* at start, wait this long at most for the first round of checks */
+    int retry_after_s;     /* Retry-After of the 503 when no server can take a request */
+    char *maintenance_page; /* HTML answered (503) when no server can take a request; NULL: JSON */
+    int journal_size;      /* state transitions kept for the admin endpoint */
 };
 
 struct listener_conf {
@@ -127,6 +185,7 @@ struct config {
     struct cluster_conf *clusters;
     size_t nclusters;
     size_t nservers; /* all servers of all clusters */
+    struct failover_conf failover;
 };
 
 #endif

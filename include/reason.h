@@ -33,6 +33,7 @@ enum reason {
     REASON_TLS_ERROR,             /* any other handshake failure */
     REASON_UPSTREAM_TLS,          /* TLS to the server failed: handshake or verification (502) */
     REASON_TUNNEL_IDLE,           /* a WebSocket tunnel saw no byte for tunnel_idle_ms */
+    REASON_SERVER_DOWN,           /* the server went down: its tunnels are closed */
     REASON_SHUTDOWN,              /* the drain timeout ended the request */
     REASON_COUNT
 };

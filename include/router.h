@@ -8,6 +8,7 @@
 #ifndef TRIDENT_ROUTER_H
 #define TRIDENT_ROUTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "balancer.h"
@@ -17,9 +18,12 @@
 #include <openssl/ssl.h>
 
 struct cluster_rt;
+struct health_table;
 struct tls_client;
 
 struct server_rt {
+    size_t index;               /* in the config (and the health table), all clusters counted */
+    uint32_t seen_epoch;        /* the health table's down_epoch last acted on */
     const struct server_conf *conf;
     const struct cluster_rt *cluster;
     struct balancer_peer *peer; /* this server's entry in cluster->peers */
@@ -42,17 +46,33 @@ struct router {
     struct cluster_rt *clusters;
     struct balancer_peer *cluster_peers;
     size_t nclusters;
+    struct health_table *table; /* NULL: every server usable (tools, tests) */
+    uint64_t seen_generation;   /* the table's generation the peers were computed from */
+    bool ramping;               /* a server is in slow start: recompute weights on every pick */
 };
 
-/* Build the routing state for cfg (takes its own reference), including the TLS client contexts of
- * clusters that speak TLS. Returns NULL with the reason in err. */
-struct router *router_new(struct config *cfg, char *err, size_t errlen);
+/* What a pick must avoid: servers already tried for this request, and the provider that just
+ * failed (preferred against, not forbidden: another provider is taken if one can serve). */
+struct pick_avoid {
+    struct server_rt *const *tried;
+    size_t ntried;
+    const char *provider;
+};
+
+/* Build the routing state for cfg (takes its own reference), reading server states from `table`
+ * (may be NULL), including the TLS client contexts of clusters that speak TLS. Returns NULL with
+ * the reason in err. */
+struct router *router_new(struct config *cfg, struct health_table *table, char *err,
+                          size_t errlen);
 
 /* Free the router, its pools' idle connections and its config reference. Accepts NULL. */
 void router_free(struct router *r);
 
-/* Choose a server for a new request, or NULL when none can take one. */
-struct server_rt *router_pick(struct router *r);
+/* Choose a server for a request, or NULL when none can take one. `avoid` may be NULL. */
+struct server_rt *router_pick(struct router *r, const struct pick_avoid *avoid);
+
+/* Whether any cluster can take a request (for the all-down answer). */
+bool router_any_usable(struct router *r);
 
 /* A request starts / stops using s (least_conn counts these). */
 static inline void

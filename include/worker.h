@@ -20,6 +20,7 @@
 #include "reqid.h"
 
 struct conn;
+struct health;
 struct tls_server;
 struct worker;
 
@@ -42,6 +43,7 @@ enum worker_cmd {
     WORKER_CMD_DRAIN = 1 << 0, /* graceful: stop accepting, finish in-flight requests */
     WORKER_CMD_STOP = 1 << 1,  /* now: close every connection */
     WORKER_CMD_TLS = 1 << 2,   /* take the TLS contexts waiting in pending_tls */
+    WORKER_CMD_HEALTH = 1 << 3, /* server states changed: drop what went to servers now down */
 };
 
 struct worker {
@@ -52,6 +54,7 @@ struct worker {
     struct event_base *base;
     struct config *cfg;     /* the snapshot new connections start with (a reference) */
     struct router *router;  /* routes requests of connections started on cfg */
+    struct health *health;  /* receives passive failure reports (shared, not owned) */
     struct access_log *alog;
     struct reqid_gen reqids;
     struct listener_rt *listeners;
@@ -73,10 +76,12 @@ struct worker {
 
 /* Build a worker on cfg (takes a reference) with listening sockets fds[0..nfds) (takes them),
  * one per cfg->listeners entry, their TLS contexts tls[0..nfds) (takes a reference to each
- * non-NULL one), the access-log fd (shared, not owned) and main's exit notification event.
+ * non-NULL one), the health thread (shared, not owned), the access-log fd (shared, not owned)
+ * and main's exit notification event.
  * Returns NULL with the reason in err. */
 struct worker *worker_new(int id, struct config *cfg, const int *fds, struct tls_server **tls,
-                          int alog_fd, struct event *exit_notify, char *err, size_t errlen);
+                          struct health *health, int alog_fd, struct event *exit_notify, char *err,
+                          size_t errlen);
 
 /* Start the worker's thread. Returns 0 or -1. */
 int worker_start(struct worker *w);

@@ -70,6 +70,77 @@ check_servers(const struct config *cfg, size_t ci, struct config_error *err)
     return 0;
 }
 
+/* "200-399" or "200,204,300-302": ranges of three-digit statuses. */
+static int
+parse_status_ranges(const char *text, struct health_conf *h)
+{
+    const char *p = text;
+
+    h->nstatus_ranges = 0;
+    while (*p != '\0') {
+        char *end;
+        long lo = strtol(p, &end, 10), hi = lo;
+
+        if (end == p || h->nstatus_ranges == 16)
+            return -1;
+        if (*end == '-') {
+            p = end + 1;
+            hi = strtol(p, &end, 10);
+            if (end == p)
+                return -1;
+        }
+        if (lo < 100 || hi > 599 || lo > hi || (*end != ',' && *end != '\0'))
+            return -1;
+        h->status_ranges[h->nstatus_ranges][0] = (uint16_t)lo;
+        h->status_ranges[h->nstatus_ranges][1] = (uint16_t)hi;
+        h->nstatus_ranges++;
+        p = *end == ',' ? end + 1 : end;
+    }
+    return h->nstatus_ranges > 0 ? 0 : -1;
+}
+
+static int
+check_health(struct health_conf *h, const char *where, struct config_error *err)
+{
+    if (h == NULL)
+        return 0;
+    if (parse_status_ranges(h->expect_status, h) < 0)
+        return cross_fail(err,
+                          "%s.expect_status: expected statuses 100..599 such as \"200-399\" or "
+                          "\"200,204,300-302\"",
+                          where);
+    if (h->path[0] != '/')
+        return cross_fail(err, "%s.path: must start with /", where);
+    for (const char *c = h->path; *c; c++)
+        if ((unsigned char)*c <= ' ' || *c == 0x7f)
+            return cross_fail(err, "%s.path: no spaces or control characters", where);
+    return 0;
+}
+
+static int
+check_cluster_health(struct cluster_conf *c, size_t i, struct config_error *err)
+{
+    char where[96];
+
+    snprintf(where, sizeof(where), "clusters[%zu].health", i);
+    if (check_health(c->health, where, err) < 0)
+        return -1;
+    if (c->health != NULL && c->health->type == CHECK_TLS && c->tls == NULL)
+        return cross_fail(err, "%s.type: \"tls\" needs the cluster's tls section", where);
+    for (size_t j = 0; j < c->nservers; j++) {
+        const struct health_conf *sh = c->servers[j].health;
+        snprintf(where, sizeof(where), "clusters[%zu].servers[%zu].health", i, j);
+        if (check_health(c->servers[j].health, where, err) < 0)
+            return -1;
+        if (sh != NULL && sh->type == CHECK_TLS && c->tls == NULL)
+            return cross_fail(err, "%s.type: \"tls\" needs the cluster's tls section", where);
+    }
+    if ((size_t)c->min_healthy > c->nservers)
+        return cross_fail(err, "clusters[%zu].min_healthy: %d is more than the cluster's %zu "
+                               "servers", i, c->min_healthy, c->nservers);
+    return 0;
+}
+
 static int
 check_clusters(struct config *cfg, struct config_error *err)
 {
@@ -82,7 +153,7 @@ check_clusters(struct config *cfg, struct config_error *err)
         for (size_t j = 0; j < i; j++)
             if (strcmp(c->name, cfg->clusters[j].name) == 0)
                 return cross_fail(err, "clusters[%zu].name: duplicate name \"%s\"", i, c->name);
-        if (check_servers(cfg, i, err) < 0)
+        if (check_servers(cfg, i, err) < 0 || check_cluster_health(&cfg->clusters[i], i, err) < 0)
             return -1;
         if (c->tls != NULL && (c->tls->cert == NULL) != (c->tls->key == NULL))
             return cross_fail(err, "clusters[%zu].tls.%s: required with %s", i,

@@ -111,6 +111,50 @@ static const struct cfg_field tls_upstream_fields[] = {
 static const struct cfg_object tls_upstream_schema = {sizeof(struct tls_upstream_conf),
                                                       FIELDS(tls_upstream_fields)};
 
+static const char *const check_type_names[] = {"http", "tcp", "tls", NULL};
+
+#define HEALTH(k, type_, lo, hi, d, text)                                                          \
+    {.key = #k, .type = (type_), .offset = offsetof(struct health_conf, k), .min = (lo),         \
+     .max = (hi), .def = (d), .doc = (text)}
+static const struct cfg_field health_fields[] = {
+    {.key = "type", .type = CFG_ENUM, .offset = offsetof(struct health_conf, type),
+     .names = check_type_names, .def = CHECK_HTTP, .doc = "What a check does"},
+    HEALTH(interval_ms, CFG_INT, 10, 3600000, 1000, "Between checks of a steady server"),
+    HEALTH(fast_interval_ms, CFG_INT, 10, 3600000, 200,
+           "Between checks while a server changes state or is down"),
+    HEALTH(timeout_ms, CFG_INT, 10, 600000, 500, "One check, from connect to verdict"),
+    HEALTH(rise, CFG_INT, 1, 100, 2, "Consecutive successes that bring a server up"),
+    HEALTH(fall, CFG_INT, 1, 100, 2, "Consecutive failures that take a server down"),
+    HEALTH(jitter_pct, CFG_INT, 0, 50, 10, "Each interval varies by up to this share"),
+    HEALTH(port, CFG_INT, 0, 65535, 0, "Port to check; 0: the server's"),
+    {.key = "method", .type = CFG_NAME, .offset = offsetof(struct health_conf, method),
+     .def_str = "GET", .doc = "http: request method"},
+    {.key = "path", .type = CFG_STRING, .offset = offsetof(struct health_conf, path), .min = 1,
+     .max = 1024, .def_str = "/", .doc = "http: request target"},
+    {.key = "host", .type = CFG_STRING, .offset = offsetof(struct health_conf, host), .min = 1,
+     .max = 255, .def_doc = "the server's TLS name or host", .doc = "http: Host header"},
+    {.key = "expect_status", .type = CFG_STRING,
+     .offset = offsetof(struct health_conf, expect_status), .min = 3, .max = 128,
+     .def_str = "200-399", .doc = "http: accepted statuses, e.g. \"200,204,300-302\""},
+    {.key = "expect_body", .type = CFG_STRING, .offset = offsetof(struct health_conf, expect_body),
+     .min = 1, .max = 256, .doc = "http: a substring the first 16 KiB of the body must hold"},
+};
+static const struct cfg_object health_schema = {sizeof(struct health_conf), FIELDS(health_fields)};
+
+#define PASSIVE(k, lo, hi, d, text)                                                                \
+    {.key = #k, .type = CFG_INT, .offset = offsetof(struct passive_conf, k), .min = (lo),        \
+     .max = (hi), .def = (d), .doc = (text)}
+static const struct cfg_field passive_fields[] = {
+    PASSIVE(connect_failures, 0, 1000, 1,
+            "Consecutive refused or reset connections that take a server down; 0: off"),
+    PASSIVE(timeouts, 0, 1000, 2,
+            "Consecutive connect or response timeouts that take a server down; 0: off"),
+    PASSIVE(http_5xx, 0, 1000, 0, "Consecutive 5xx responses that take a server down; 0: off"),
+    PASSIVE(eject_ms, 100, 3600000, 10000,
+            "Without active checks: how long a server taken down stays out"),
+};
+static const struct cfg_object passive_schema = {0, FIELDS(passive_fields)};
+
 static const struct cfg_field server_fields[] = {
     {.key = "id", .type = CFG_NAME, .offset = offsetof(struct server_conf, id),
      .flags = CFG_REQUIRED, .doc = "Unique server id (across all clusters), used in logs and metrics"},
@@ -122,6 +166,8 @@ static const struct cfg_field server_fields[] = {
     {.key = "tls_name", .type = CFG_STRING, .offset = offsetof(struct server_conf, tls_name),
      .min = 1, .max = 253, .def_doc = "the address's host",
      .doc = "With cluster TLS: the name sent as SNI and checked in the certificate"},
+    {.key = "health", .type = CFG_SECTION, .offset = offsetof(struct server_conf, health),
+     .child = &health_schema, .doc = "Replaces the cluster's health section for this server"},
 };
 static const struct cfg_object server_schema = {sizeof(struct server_conf), FIELDS(server_fields)};
 
@@ -139,6 +185,23 @@ static const struct cfg_field cluster_fields[] = {
      .max = 1024, .flags = CFG_REQUIRED, .doc = "The cluster's servers"},
     {.key = "tls", .type = CFG_SECTION, .offset = offsetof(struct cluster_conf, tls),
      .child = &tls_upstream_schema, .doc = "Present: speak TLS to the cluster's servers"},
+    {.key = "health", .type = CFG_SECTION, .offset = offsetof(struct cluster_conf, health),
+     .child = &health_schema,
+     .doc = "Present: active checks; absent: servers count as up (passive checks still apply)"},
+    {.key = "passive", .type = CFG_OBJECT, .offset = offsetof(struct cluster_conf, passive),
+     .child = &passive_schema, .doc = "Failures on real traffic"},
+    {.key = "min_healthy", .type = CFG_INT, .offset = offsetof(struct cluster_conf, min_healthy),
+     .min = 1, .max = 1024, .def = 1,
+     .doc = "The cluster takes traffic while at least this many of its servers are up"},
+    {.key = "slow_start_ms", .type = CFG_INT,
+     .offset = offsetof(struct cluster_conf, slow_start_ms), .min = 0, .max = 3600000, .def = 0,
+     .doc = "A server coming back up ramps its weight over this time; 0: off"},
+    {.key = "connect_timeout_ms", .type = CFG_INT,
+     .offset = offsetof(struct cluster_conf, connect_timeout_ms), .min = 0, .max = MS_MAX,
+     .def = 0, .doc = "Overrides timeouts.upstream_connect_ms; 0: no override"},
+    {.key = "close_tunnels_on_down", .type = CFG_BOOL,
+     .offset = offsetof(struct cluster_conf, close_tunnels_on_down), .def = 1,
+     .doc = "Close WebSocket tunnels to a server that goes down, so clients reconnect elsewhere"},
 };
 static const struct cfg_object cluster_schema = {sizeof(struct cluster_conf),
                                                  FIELDS(cluster_fields)};
@@ -206,6 +269,37 @@ static const struct cfg_field log_fields[] = {
 };
 static const struct cfg_object log_schema = {0, FIELDS(log_fields)};
 
+#define FAILOVER(k, type_, lo, hi, d, text)                                                        \
+    {.key = #k, .type = (type_), .offset = offsetof(struct failover_conf, k), .min = (lo),       \
+     .max = (hi), .def = (d), .doc = (text)}
+static const struct cfg_field failover_fields[] = {
+    FAILOVER(retries, CFG_INT, 0, 10, 2, "Further attempts after a failed one"),
+    FAILOVER(retry_budget_ms, CFG_INT, 0, MS_MAX, 3000,
+             "No new attempt starts this long after a request's first one"),
+    FAILOVER(retry_body_bytes, CFG_INT, 0, 16777216, 65536,
+             "Request bodies up to this size are read whole before sending: replayable, and "
+             "never half-forwarded"),
+    FAILOVER(hedge, CFG_BOOL, 0, 1, 1,
+             "Send a slow idempotent request to a second provider; the first answer wins"),
+    FAILOVER(hedge_delay_ms, CFG_INT, 0, MS_MAX, 0,
+             "Wait before hedging; 0: from the cluster's recent response times"),
+    FAILOVER(hedge_budget_pct, CFG_INT, 0, 100, 5, "At most this share of requests is hedged"),
+    FAILOVER(breaker_share_pct, CFG_INT, 1, 100, 50,
+             "This share of one provider's servers failing within the window takes the whole "
+             "provider out"),
+    FAILOVER(breaker_window_ms, CFG_INT, 10, 3600000, 3000, "The breaker's window"),
+    FAILOVER(startup_wait_ms, CFG_INT, 0, 600000, 3000,
+             "At start, wait at most this long for the first round of checks"),
+    FAILOVER(retry_after_s, CFG_INT, 0, 86400, 5,
+             "Retry-After of the 503 sent when no server can take a request"),
+    {.key = "maintenance_page", .type = CFG_PATH,
+     .offset = offsetof(struct failover_conf, maintenance_page), .min = 1,
+     .doc = "HTML file sent (with 503) when no server can take a request; absent: JSON"},
+    FAILOVER(journal_size, CFG_INT, 1, 100000, 256,
+             "State transitions kept for the admin endpoint"),
+};
+static const struct cfg_object failover_schema = {0, FIELDS(failover_fields)};
+
 static const struct cfg_field root_fields[] = {
     {.key = "workers", .type = CFG_INT, .offset = offsetof(struct config, workers), .min = 1,
      .max = 256, .def_fn = online_cpus, .def_doc = "online CPUs",
@@ -223,6 +317,8 @@ static const struct cfg_field root_fields[] = {
      .count_offset = offsetof(struct config, nclusters), .child = &cluster_schema, .min = 1,
      .max = 64, .flags = CFG_REQUIRED,
      .doc = "Upstream clusters, one per hosting provider, all active at once"},
+    {.key = "failover", .type = CFG_OBJECT, .offset = offsetof(struct config, failover),
+     .child = &failover_schema, .doc = "Retries, hedging, the provider breaker, start-up"},
 };
 const struct cfg_object cfg_root = {sizeof(struct config), FIELDS(root_fields)};
 

@@ -483,7 +483,7 @@ on_request_head(struct conn *c)
         conn_fail(c, 413, REASON_BODY_TOO_LARGE);
         return;
     }
-    c->x.server = router_pick(c->router);
+    c->x.server = router_pick(c->router, NULL);
     if (c->x.server == NULL) {
         conn_fail(c, 503, REASON_NO_SERVER);
         return;

@@ -12,6 +12,7 @@
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 
 #include "access_log.h"
 #include "config.h"
+#include "health.h"
 #include "listener.h"
 #include "log.h"
 #include "router.h"
@@ -37,6 +39,8 @@ struct runtime {
     struct tls_tickets *tickets; /* session ticket keys, shared by every TLS listener */
     struct tls_server **tls;   /* per listener, NULL for plain ones */
     struct event *rotate_ev;   /* ticket key rotation */
+    struct health *health;     /* the health thread */
+    atomic_bool workers_ready; /* `workers` is complete: the health thread may notify them */
 };
 
 /* ---- TLS contexts ----------------------------------------------------------------------------- */
@@ -102,7 +106,7 @@ check_runtime(struct config *cfg, char *err, size_t errlen)
 {
     struct tls_tickets *tickets = tls_tickets_new();
     struct tls_server **tls = tickets ? tls_array_build(cfg, tickets, err, errlen) : NULL;
-    struct router *r = tls ? router_new(cfg, err, errlen) : NULL;
+    struct router *r = tls ? router_new(cfg, NULL, err, errlen) : NULL;
     int rc = r != NULL ? 0 : -1;
 
     router_free(r);
@@ -177,6 +181,18 @@ on_rotate(evutil_socket_t fd, short what, void *arg)
         log_error("tls: cannot make a new session ticket key; keeping the current one");
 }
 
+/* From the health thread: server states changed. */
+static void
+notify_workers(void *arg)
+{
+    struct runtime *rt = arg;
+
+    if (!atomic_load(&rt->workers_ready))
+        return;
+    for (int i = 0; i < rt->nworkers; i++)
+        worker_request(rt->workers[i], WORKER_CMD_HEALTH);
+}
+
 static void
 on_worker_exit(evutil_socket_t fd, short what, void *arg)
 {
@@ -246,7 +262,7 @@ start_workers(struct runtime *rt, int *fds, struct event *exit_ev)
     pthread_sigmask(SIG_BLOCK, &all, &old);
     for (int i = 0; i < cfg->workers; i++) {
         struct worker *w = worker_new(i, rt->cfg, fds + (size_t)i * cfg->nlisteners, rt->tls,
-                                      rt->alog_fd, exit_ev, err, sizeof(err));
+                                      rt->health, rt->alog_fd, exit_ev, err, sizeof(err));
         if (w == NULL || worker_start(w) < 0) {
             log_error("cannot start worker %d: %s", i, w == NULL ? err : strerror(errno));
             worker_join_free(w);
@@ -258,6 +274,28 @@ start_workers(struct runtime *rt, int *fds, struct event *exit_ev)
         }
         rt->workers[rt->nworkers++] = w;
     }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    atomic_store(&rt->workers_ready, rc == 0);
+    return rc;
+}
+
+/* The health thread starts before the workers: a restart must not route to a dead provider, so
+ * the first round of checks answers first (bounded by failover.startup_wait_ms). */
+static int
+start_health(struct runtime *rt)
+{
+    char err[512];
+    sigset_t all, old;
+    int rc;
+
+    rt->health = health_new(rt->cfg, notify_workers, rt, err, sizeof(err));
+    if (rt->health == NULL) {
+        log_error("%s", err);
+        return -1;
+    }
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    rc = health_start(rt->health, rt->cfg->failover.startup_wait_ms);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return rc;
 }
@@ -317,7 +355,7 @@ run(struct runtime *rt)
     if (rt->base == NULL || rt->workers == NULL || start_tls(rt) < 0)
         goto out;
     fds = open_sockets(rt->cfg);
-    if (fds == NULL)
+    if (fds == NULL || start_health(rt) < 0)
         goto out;
     exit_ev = event_new(rt->base, -1, 0, on_worker_exit, rt);
     sigs[0] = evsignal_new(rt->base, SIGTERM, on_stop_signal, rt);
@@ -334,6 +372,7 @@ run(struct runtime *rt)
         for (int i = 0; i < rt->nworkers; i++)
             worker_request(rt->workers[i], WORKER_CMD_STOP);
     }
+    health_stop(rt->health); /* no notification reaches a worker being freed */
     for (int i = 0; i < rt->nworkers; i++)
         worker_join_free(rt->workers[i]);
     for (int i = 0; i < 4; i++)
@@ -342,6 +381,7 @@ run(struct runtime *rt)
     if (rc == 0)
         log_info("stopped");
 out:
+    health_free(rt->health);
     free(fds);
     free(rt->workers);
     if (rt->rotate_ev != NULL)

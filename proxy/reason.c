@@ -30,6 +30,7 @@ static const char *const names[REASON_COUNT] = {
     [REASON_TLS_ERROR] = "tls_error",
     [REASON_UPSTREAM_TLS] = "upstream_tls",
     [REASON_TUNNEL_IDLE] = "tunnel_idle",
+    [REASON_SERVER_DOWN] = "server_down",
     [REASON_SHUTDOWN] = "shutdown",
 };
 

@@ -2,16 +2,21 @@
  * router: the per-worker routing table and the two-level pick (cluster, then server).
  */
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
+#include <string.h>
+
+#include "clock.h"
 #include "config.h"
+#include "health.h"
 #include "router.h"
 #include "tls_upstream.h"
 #include "upstream.h"
 
 static int
-cluster_init(struct cluster_rt *c, size_t index, const struct config *cfg, char *err,
-             size_t errlen)
+cluster_init(struct cluster_rt *c, size_t index, size_t first_server, const struct config *cfg,
+             char *err, size_t errlen)
 {
     const struct cluster_conf *conf = &cfg->clusters[index];
 
@@ -29,6 +34,7 @@ cluster_init(struct cluster_rt *c, size_t index, const struct config *cfg, char 
     for (size_t i = 0; i < conf->nservers; i++) {
         struct server_rt *s = &c->servers[i];
 
+        s->index = first_server + i;
         s->conf = &conf->servers[i];
         s->cluster = c;
         s->peer = &c->peers[i];
@@ -45,13 +51,16 @@ cluster_init(struct cluster_rt *c, size_t index, const struct config *cfg, char 
 }
 
 struct router *
-router_new(struct config *cfg, char *err, size_t errlen)
+router_new(struct config *cfg, struct health_table *table, char *err, size_t errlen)
 {
     struct router *r = calloc(1, sizeof(*r));
+    size_t first = 0;
 
     snprintf(err, errlen, "out of memory");
     if (r == NULL)
         return NULL;
+    r->table = table;
+    r->ramping = true; /* compute the peers on the first pick */
     r->cfg = config_ref(cfg);
     r->nclusters = cfg->nclusters;
     r->clusters = calloc(cfg->nclusters, sizeof(*r->clusters));
@@ -59,8 +68,9 @@ router_new(struct config *cfg, char *err, size_t errlen)
     if (r->clusters == NULL || r->cluster_peers == NULL)
         goto fail;
     for (size_t i = 0; i < cfg->nclusters; i++) {
-        if (cluster_init(&r->clusters[i], i, cfg, err, errlen) < 0)
+        if (cluster_init(&r->clusters[i], i, first, cfg, err, errlen) < 0)
             goto fail;
+        first += cfg->clusters[i].nservers;
         r->cluster_peers[i].weight = cfg->clusters[i].weight;
     }
     return r;
@@ -90,26 +100,122 @@ router_free(struct router *r)
     free(r);
 }
 
-/* A cluster can take a request while one of its servers can. */
-static bool
-cluster_usable(const struct cluster_rt *c)
+/* Recompute the peers from the health table: usable flags, slow-start weights, and which
+ * clusters have min_healthy servers up. Only when the table changed or a server is ramping. */
+static void
+refresh(struct router *r)
 {
-    for (size_t i = 0; i < c->nservers; i++)
-        if (c->peers[i].usable && c->peers[i].weight > 0)
+    uint64_t gen = r->table != NULL ? atomic_load(&r->table->generation) : 0;
+    uint64_t now = clock_mono_us();
+
+    if (gen == r->seen_generation && !r->ramping)
+        return;
+    r->seen_generation = gen;
+    r->ramping = false;
+    for (size_t i = 0; i < r->nclusters; i++) {
+        struct cluster_rt *c = &r->clusters[i];
+        int up = 0;
+
+        for (size_t j = 0; j < c->nservers; j++) {
+            struct server_rt *s = &c->servers[j];
+            const struct server_shared *sh = r->table ? &r->table->servers[s->index] : NULL;
+            uint64_t since = sh ? atomic_load(&sh->up_since_us) : 0;
+            int w = s->conf->weight;
+
+            s->peer->usable = sh == NULL || atomic_load(&sh->usable);
+            if (s->peer->usable && c->conf->slow_start_ms > 0 && since != 0) {
+                w = health_slow_start_weight(w, since, c->conf->slow_start_ms, now);
+                r->ramping |= now - since < (uint64_t)c->conf->slow_start_ms * 1000;
+            }
+            s->peer->weight = w;
+            up += s->peer->usable && w > 0;
+        }
+        r->cluster_peers[i].usable = up > 0 && up >= c->conf->min_healthy;
+    }
+}
+
+static bool
+tried(const struct pick_avoid *a, const struct server_rt *s)
+{
+    for (size_t i = 0; a != NULL && i < a->ntried; i++)
+        if (a->tried[i] == s)
             return true;
     return false;
 }
 
-struct server_rt *
-router_pick(struct router *r)
+/* Pick a server of cluster c that is not in a->tried; restores the flags it masked. */
+static int
+pick_server(struct cluster_rt *c, const struct pick_avoid *a)
 {
+    bool saved[c->nservers];
+    int si;
+
+    for (size_t j = 0; j < c->nservers; j++) {
+        saved[j] = c->peers[j].usable;
+        if (tried(a, &c->servers[j]))
+            c->peers[j].usable = false;
+    }
+    si = c->ops->pick(c->peers, c->nservers);
+    for (size_t j = 0; j < c->nservers; j++)
+        c->peers[j].usable = saved[j];
+    return si;
+}
+
+static bool
+cluster_has_untried(const struct cluster_rt *c, const struct pick_avoid *a)
+{
+    for (size_t j = 0; j < c->nservers; j++)
+        if (c->peers[j].usable && c->peers[j].weight > 0 && !tried(a, &c->servers[j]))
+            return true;
+    return false;
+}
+
+static struct server_rt *
+pick_masked(struct router *r, const struct pick_avoid *a, bool avoid_provider)
+{
+    bool saved[r->nclusters];
+    int ci, si = -1;
+
+    for (size_t i = 0; i < r->nclusters; i++) {
+        saved[i] = r->cluster_peers[i].usable;
+        if (avoid_provider && strcmp(r->clusters[i].conf->provider, a->provider) == 0)
+            r->cluster_peers[i].usable = false;
+        else if (!cluster_has_untried(&r->clusters[i], a))
+            r->cluster_peers[i].usable = false;
+    }
+    ci = balancer_swrr.pick(r->cluster_peers, r->nclusters);
+    for (size_t i = 0; i < r->nclusters; i++)
+        r->cluster_peers[i].usable = saved[i];
+    if (ci >= 0)
+        si = pick_server(&r->clusters[ci], a);
+    return si < 0 ? NULL : &r->clusters[ci].servers[si];
+}
+
+struct server_rt *
+router_pick(struct router *r, const struct pick_avoid *avoid)
+{
+    struct server_rt *s = NULL;
     int ci, si;
 
+    refresh(r);
+    if (avoid == NULL || (avoid->ntried == 0 && avoid->provider == NULL)) {
+        ci = balancer_swrr.pick(r->cluster_peers, r->nclusters);
+        if (ci < 0)
+            return NULL;
+        si = r->clusters[ci].ops->pick(r->clusters[ci].peers, r->clusters[ci].nservers);
+        return si < 0 ? NULL : &r->clusters[ci].servers[si];
+    }
+    if (avoid->provider != NULL)
+        s = pick_masked(r, avoid, true);
+    return s != NULL ? s : pick_masked(r, avoid, false);
+}
+
+bool
+router_any_usable(struct router *r)
+{
+    refresh(r);
     for (size_t i = 0; i < r->nclusters; i++)
-        r->cluster_peers[i].usable = cluster_usable(&r->clusters[i]);
-    ci = balancer_swrr.pick(r->cluster_peers, r->nclusters);
-    if (ci < 0)
-        return NULL;
-    si = r->clusters[ci].ops->pick(r->clusters[ci].peers, r->clusters[ci].nservers);
-    return si < 0 ? NULL : &r->clusters[ci].servers[si];
+        if (r->cluster_peers[i].usable)
+            return true;
+    return false;
 }

@@ -11,7 +11,9 @@
 #include "clock.h"
 #include "config.h"
 #include "conn.h"
+#include "health.h"
 #include "log.h"
+#include "conn-t.h"
 #include "router.h"
 #include "tls.h"
 #include "worker.h"
@@ -162,6 +164,37 @@ take_tls(struct worker *w)
     free(tls);
 }
 
+/* Servers that stopped being usable since the last look: their idle pooled connections are
+ * closed (the server is gone or going), and so are tunnels to them when the cluster says so, so
+ * that clients reconnect to a healthy server at once instead of hanging. */
+static void
+health_changed(struct worker *w)
+{
+    struct health_table *t = health_table(w->health);
+    struct router *r = w->router;
+    struct conn *c, *next;
+
+    for (size_t i = 0; i < r->nclusters; i++) {
+        struct cluster_rt *cl = &r->clusters[i];
+        for (size_t j = 0; j < cl->nservers; j++) {
+            struct server_rt *s = &cl->servers[j];
+            uint32_t epoch = atomic_load(&t->servers[s->index].down_epoch);
+
+            if (epoch == s->seen_epoch)
+                continue;
+            s->seen_epoch = epoch;
+            upstream_pool_clear(&s->pool);
+            if (!cl->conf->close_tunnels_on_down)
+                continue;
+            for (c = TAILQ_FIRST(&w->conns); c != NULL; c = next) {
+                next = TAILQ_NEXT(c, link);
+                if (c->state == CONN_TUNNEL && c->x.server == s)
+                    conn_close_now(c, REASON_SERVER_DOWN);
+            }
+        }
+    }
+}
+
 static void
 ctl_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -170,6 +203,8 @@ ctl_cb(evutil_socket_t fd, short what, void *arg)
 
     if (cmd & WORKER_CMD_TLS)
         take_tls(w);
+    if ((cmd & WORKER_CMD_HEALTH) && w->health != NULL)
+        health_changed(w);
     if (cmd & WORKER_CMD_STOP)
         stop_now(w);
     else if (cmd & WORKER_CMD_DRAIN)
@@ -229,8 +264,8 @@ fail:
 }
 
 struct worker *
-worker_new(int id, struct config *cfg, const int *fds, struct tls_server **tls, int alog_fd,
-           struct event *exit_notify, char *err, size_t errlen)
+worker_new(int id, struct config *cfg, const int *fds, struct tls_server **tls,
+           struct health *health, int alog_fd, struct event *exit_notify, char *err, size_t errlen)
 {
     struct worker *w = calloc(1, sizeof(*w));
 
@@ -243,6 +278,7 @@ worker_new(int id, struct config *cfg, const int *fds, struct tls_server **tls, 
     w->id = id;
     w->cfg = config_ref(cfg);
     w->exit_notify = exit_notify;
+    w->health = health;
     TAILQ_INIT(&w->conns);
     w->max_conns = (unsigned)((cfg->limits.max_connections + cfg->workers - 1) / cfg->workers);
     atomic_init(&w->cmd, 0);
@@ -256,7 +292,7 @@ worker_new(int id, struct config *cfg, const int *fds, struct tls_server **tls, 
     }
     if (open_listeners(w, fds, tls) < 0)
         goto fail;
-    w->router = router_new(cfg, err, errlen);
+    w->router = router_new(cfg, health != NULL ? health_table(health) : NULL, err, errlen);
     w->alog = access_log_new(w->base, alog_fd);
     w->ctl_ev = event_new(w->base, -1, 0, ctl_cb, w);
     w->drain_ev = evtimer_new(w->base, drain_timeout_cb, w);
