@@ -33,18 +33,23 @@ enum conn_state {
     CONN_HANDSHAKE,           /* TLS listener: handshake under way; handshake deadline timer */
     CONN_IDLE,                /* between requests, no byte of the next one yet; idle timer */
     CONN_READING_HEAD,        /* a request head is arriving; header deadline timer */
-    CONN_CONNECTING_UPSTREAM, /* head accepted and rewritten; getting a server connection */
-    CONN_STREAMING,           /* exchange under way: body up (req_phase), response down */
+    CONN_BUFFERING_BODY,      /* head accepted; a small body is read whole before any server
+                                 sees the request (replayable, never half-forwarded) */
+    CONN_CONNECTING_UPSTREAM, /* request ready; getting a server connection */
+    CONN_STREAMING,           /* exchange under way: body up (req_phase), response down;
+                                 the timer is the hedge delay */
     CONN_TUNNEL,              /* after a 101: bytes copied both ways; tunnel idle timer */
     CONN_CLOSING,             /* no more reading; flushing what is queued, then closed */
     CONN_CLOSED,              /* finished; freed once the current callback has returned */
 };
 
-/* Progress of the request body during CONNECTING_UPSTREAM and STREAMING. */
+/* Progress of the request body from BUFFERING_BODY to the end of STREAMING. */
 enum req_phase {
-    REQ_BODY, /* body bytes still to forward */
-    REQ_DONE, /* the whole request is queued to the server */
+    REQ_BODY, /* body bytes still to read from the client */
+    REQ_DONE, /* the client has sent the whole request */
 };
+
+#define CONN_MAX_ATTEMPTS 12 /* failover.retries is at most 10, plus the first and a hedge */
 
 /* Progress of the response during STREAMING. */
 enum resp_phase {
@@ -62,12 +67,21 @@ struct exchange {
     enum reason reason;
     struct body req_body;
     struct body resp_body;
-    struct server_rt *server;
-    unsigned attempts;
+    struct server_rt *server;    /* of the current attempt (router_begin'd) */
+    struct server_rt *tried[CONN_MAX_ATTEMPTS];
+    unsigned ntried;
+    unsigned attempts;           /* connections used, hedge included */
+    const char *failed_provider; /* the provider of the last failed attempt, avoided next */
+    int fail_status;             /* what to answer if no attempt remains */
+    enum reason fail_reason;
+    bool body_buffered;          /* the whole body is in conn.body: the request is replayable */
+    bool fresh_only;             /* the next connect must not come from the pool */
+    bool hedged;                 /* a second attempt was started in parallel */
+    struct server_rt *hedge_server;
     uint64_t bytes_in, bytes_out;
     long long start_wall_ms;
     /* monotonic microseconds; 0: not reached */
-    uint64_t start_us, connect_start_us, connected_us, sent_us, header_us;
+    uint64_t start_us, first_attempt_us, connect_start_us, connected_us, sent_us, header_us;
     unsigned interim;        /* 1xx responses relayed */
     bool pooled;             /* the server connection came from the pool */
 };
@@ -90,7 +104,9 @@ struct conn {
     char client[ADDR_TEXT_MAX];
     struct http_msg req;         /* request parser and head */
     struct upstream *up;         /* the server connection of the current exchange */
+    struct upstream *hedge;      /* a second attempt racing `up`, or NULL */
     struct evbuffer *up_head;    /* rewritten request head, kept until the response starts */
+    struct evbuffer *body;       /* the request body as sent (framed), when read whole first */
     unsigned requests;           /* exchanges begun on this connection */
     bool client_eof;             /* the client shut down its sending side */
     struct exchange x;

@@ -15,6 +15,11 @@ const char *errpage_reason(int status);
  * Returns the number of bytes appended. */
 size_t errpage_write(struct evbuffer *out, int status, const char *request_id, int head_only);
 
+/* The same with a Retry-After (seconds, 0: none) and, when `html` is not NULL, that HTML page as
+ * the body instead of the JSON one (a maintenance page). */
+size_t errpage_write_full(struct evbuffer *out, int status, const char *request_id, int head_only,
+                          int retry_after, const char *html, size_t html_len);
+
 /* Append a 308 to https://host[port]target (host without its port, port ":8443" or ""), with an
  * empty body. `close` adds Connection: close. Returns the number of bytes appended. */
 size_t errpage_redirect(struct evbuffer *out, int hostlen, const char *host, const char *port,

@@ -34,6 +34,8 @@ enum reason {
     REASON_UPSTREAM_TLS,          /* TLS to the server failed: handshake or verification (502) */
     REASON_TUNNEL_IDLE,           /* a WebSocket tunnel saw no byte for tunnel_idle_ms */
     REASON_SERVER_DOWN,           /* the server went down: its tunnels are closed */
+    REASON_RETRIED,               /* counter only: an attempt failed and another one started */
+    REASON_HEDGED,                /* counter only: a second attempt raced a slow one */
     REASON_SHUTDOWN,              /* the drain timeout ended the request */
     REASON_COUNT
 };

@@ -19,6 +19,7 @@ struct rewrite_request_ctx {
     const char *request_id;   /* X-Request-Id: the client's (valid) one or a generated one */
     bool chunked;             /* the body goes up chunked */
     const char *default_host; /* Host for an HTTP/1.0 request that has none */
+    bool drop_expect;         /* trident itself answered Expect: 100-continue */
 };
 
 /* Append the request head for the server to `out`. Returns 0, or -1 when out of memory. */

@@ -39,6 +39,9 @@ struct cluster_rt {
     struct balancer_peer *peers;
     size_t nservers;
     struct tls_client *tls;     /* NULL: plain HTTP to this cluster */
+    /* response times (request sent to response head), RFC 6298's estimator, for hedging */
+    uint64_t srtt_us, rttvar_us;
+    unsigned latency_samples;
 };
 
 struct router {
@@ -49,6 +52,7 @@ struct router {
     struct health_table *table; /* NULL: every server usable (tools, tests) */
     uint64_t seen_generation;   /* the table's generation the peers were computed from */
     bool ramping;               /* a server is in slow start: recompute weights on every pick */
+    double hedge_tokens;        /* hedges this worker may still start (the hedge budget) */
 };
 
 /* What a pick must avoid: servers already tried for this request, and the provider that just
@@ -73,6 +77,14 @@ struct server_rt *router_pick(struct router *r, const struct pick_avoid *avoid);
 
 /* Whether any cluster can take a request (for the all-down answer). */
 bool router_any_usable(struct router *r);
+
+/* A response head arrived `us` after its request was sent: feed the cluster's estimator. */
+void router_observe_latency(struct cluster_rt *c, uint64_t us);
+
+/* A new request earns pct/100 of a hedge; taking one costs a whole one. Returns whether one
+ * was available (and takes it). */
+void router_hedge_credit(struct router *r, int pct);
+bool router_hedge_take(struct router *r, int pct);
 
 /* A request starts / stops using s (least_conn counts these). */
 static inline void

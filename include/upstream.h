@@ -54,6 +54,9 @@ struct upstream *upstream_connect(struct event_base *base, struct server_rt *s,
 /* Hand an upstream taken from a pool to a new owner: it becomes ACTIVE and reports to h/arg. */
 void upstream_attach(struct upstream *u, const struct upstream_handler *h, void *arg);
 
+/* Change who an ACTIVE or CONNECTING upstream reports to, nothing else. */
+void upstream_set_handler(struct upstream *u, const struct upstream_handler *h, void *arg);
+
 /* Whether the connection speaks TLS, and whether TLS (handshake, verification) made it fail. */
 bool upstream_is_tls(const struct upstream *u);
 bool upstream_tls_failed(const struct upstream *u);

@@ -55,6 +55,8 @@ struct worker {
     struct config *cfg;     /* the snapshot new connections start with (a reference) */
     struct router *router;  /* routes requests of connections started on cfg */
     struct health *health;  /* receives passive failure reports (shared, not owned) */
+    char *maintenance_page; /* failover.maintenance_page's contents, or NULL */
+    size_t maintenance_len;
     struct access_log *alog;
     struct reqid_gen reqids;
     struct listener_rt *listeners;

@@ -51,9 +51,11 @@ conn_set_state(struct conn *c, enum conn_state to)
                c->state == CONN_READING_HEAD);
         break;
     case CONN_READING_HEAD: assert(c->state == CONN_IDLE); break;
+    case CONN_BUFFERING_BODY: assert(c->state == CONN_READING_HEAD); break;
     case CONN_CONNECTING_UPSTREAM:
-        /* from STREAMING only to retry a reused connection the server had closed */
-        assert(c->state == CONN_READING_HEAD || c->state == CONN_STREAMING);
+        /* a first attempt, or another one after a failed attempt (retry) */
+        assert(c->state == CONN_READING_HEAD || c->state == CONN_BUFFERING_BODY ||
+               c->state == CONN_CONNECTING_UPSTREAM || c->state == CONN_STREAMING);
         break;
     case CONN_STREAMING: assert(c->state == CONN_CONNECTING_UPSTREAM); break;
     case CONN_TUNNEL: assert(c->state == CONN_STREAMING); break;
@@ -77,6 +79,12 @@ set_client_timeouts(struct conn *c, int read_ms)
     struct timeval rd = clock_tv_ms(read_ms), wr = clock_tv_ms(c->cfg->timeouts.client_send_ms);
 
     bufferevent_set_timeouts(c->bev, read_ms > 0 ? &rd : NULL, &wr);
+}
+
+void
+conn_set_client_read_timeout(struct conn *c, int ms)
+{
+    set_client_timeouts(c, ms);
 }
 
 static void
@@ -144,10 +152,14 @@ log_exchange(struct conn *c)
         .tls_cipher = c->tls_cipher,
     };
 
-    if (x->server != NULL) {
-        e.server = x->server->conf->id;
-        e.cluster = x->server->cluster->conf->name;
-        e.provider = x->server->cluster->conf->provider;
+    /* the server of the answer, or of the last attempt when none answered */
+    const struct server_rt *s = x->server != NULL ? x->server
+                                : x->ntried > 0   ? x->tried[x->ntried - 1]
+                                                  : NULL;
+    if (s != NULL) {
+        e.server = s->conf->id;
+        e.cluster = s->cluster->conf->name;
+        e.provider = s->cluster->conf->provider;
     }
     access_log_write(c->w->alog, &e);
 }
@@ -200,6 +212,7 @@ conn_close_now(struct conn *c, enum reason why)
         return;
     if (conn_exchange_open(c) && c->x.reason == REASON_NONE)
         c->x.reason = why;
+    conn_drop_hedge(c);
     finish_exchange(c);
     conn_drop_upstream(c);
     conn_set_state(c, CONN_CLOSED);
@@ -242,23 +255,32 @@ conn_close_after_flush(struct conn *c)
         closing_flushed(c);
 }
 
+void
+conn_answer(struct conn *c, int status, enum reason why, int retry_after, const char *html,
+            size_t html_len)
+{
+    if (c->x.reason == REASON_NONE)
+        c->x.reason = why;
+    conn_drop_hedge(c);
+    conn_drop_upstream(c);
+    if (!conn_response_started(c) && c->state != CONN_TUNNEL) {
+        assign_request_id(c);
+        c->x.status = status;
+        c->x.bytes_out += errpage_write_full(
+            bufferevent_get_output(c->bev), status, c->x.id,
+            c->req.head_complete && c->req.parser.method == HTTP_HEAD, retry_after, html,
+            html_len);
+    }
+    c->x.keep_alive = false;
+    conn_close_after_flush(c);
+}
+
 /* Something went wrong in the exchange: answer with `status` when no response has started, else
  * cut the response short (the client sees a truncated body). Either way the connection closes. */
 void
 conn_fail(struct conn *c, int status, enum reason why)
 {
-    if (c->x.reason == REASON_NONE)
-        c->x.reason = why;
-    conn_drop_upstream(c);
-    if (!conn_response_started(c) && c->state != CONN_TUNNEL) {
-        assign_request_id(c);
-        c->x.status = status;
-        c->x.bytes_out += errpage_write(bufferevent_get_output(c->bev), status, c->x.id,
-                                        c->req.head_complete &&
-                                            c->req.parser.method == HTTP_HEAD);
-    }
-    c->x.keep_alive = false;
-    conn_close_after_flush(c);
+    conn_answer(c, status, why, 0, NULL, 0);
 }
 
 /* ---- keep-alive ---------------------------------------------------------------------------------- */
@@ -266,6 +288,7 @@ conn_fail(struct conn *c, int status, enum reason why)
 static void
 begin_exchange(struct conn *c)
 {
+    evbuffer_drain(c->body, (size_t)-1);
     memset(&c->x, 0, sizeof(c->x));
     c->x.info.request_id = -1;
     c->x.start_us = clock_mono_us();
@@ -321,87 +344,6 @@ conn_exchange_done(struct conn *c)
 }
 
 /* ---- the request -------------------------------------------------------------------------------- */
-
-static void
-request_sent(struct conn *c)
-{
-    const struct timeouts_conf *t = &c->cfg->timeouts;
-    struct timeval resp = clock_tv_ms(t->upstream_response_ms);
-    struct timeval send = clock_tv_ms(t->upstream_send_ms);
-
-    c->req_phase = REQ_DONE;
-    c->x.sent_us = clock_mono_us();
-    /* The response clock starts only now: a long upload is not a slow server. */
-    bufferevent_set_timeouts(c->up->bev, &resp, &send);
-    set_client_timeouts(c, 0);
-    conn_update_flow(c);
-}
-
-static void
-pump_request(struct conn *c)
-{
-    struct body *b = &c->x.req_body;
-    uint64_t before = b->wire_in;
-    enum body_step st;
-
-    st = body_pump(b, bufferevent_get_input(c->bev), bufferevent_get_output(c->up->bev));
-    c->x.bytes_in += b->wire_in - before;
-    switch (st) {
-    case BODY_AGAIN: conn_update_flow(c); return;
-    case BODY_DONE: request_sent(c); return;
-    case BODY_ERR_LIMIT: conn_fail(c, 413, REASON_BODY_TOO_LARGE); return;
-    case BODY_ERR_SYNTAX: conn_fail(c, 400, REASON_BAD_REQUEST); return;
-    }
-}
-
-void
-conn_upstream_ready(struct conn *c)
-{
-    struct upstream *u = c->up;
-    struct timeval send = clock_tv_ms(c->cfg->timeouts.upstream_send_ms);
-    size_t n = evbuffer_get_length(c->up_head);
-
-    conn_set_state(c, CONN_STREAMING);
-    c->resp_phase = RESP_HEAD;
-    c->x.connected_us = clock_mono_us();
-    u->uses++;
-    http_msg_reset(&u->resp);
-    bufferevent_set_timeouts(u->bev, NULL, &send);
-    bufferevent_enable(u->bev, EV_READ | EV_WRITE);
-    /* Copied, not moved: the head stays for a retry until the response starts. */
-    evbuffer_add(bufferevent_get_output(u->bev), evbuffer_pullup(c->up_head, -1), n);
-    if (c->req_phase == REQ_BODY) {
-        set_client_timeouts(c, c->cfg->timeouts.client_body_ms);
-        pump_request(c);
-    } else {
-        request_sent(c);
-    }
-}
-
-void
-conn_connect_upstream(struct conn *c)
-{
-    struct server_rt *s = c->x.server;
-    struct upstream *u = NULL;
-
-    conn_set_state(c, CONN_CONNECTING_UPSTREAM);
-    /* A retry never takes a pooled connection: it retries because a pooled one failed. */
-    if (c->x.attempts++ == 0)
-        u = upstream_pool_take(&s->pool);
-    c->x.pooled = u != NULL;
-    if (u != NULL) {
-        upstream_attach(u, &conn_upstream_handler, c);
-        c->up = u;
-        conn_upstream_ready(c);
-        return;
-    }
-    c->x.connect_start_us = clock_mono_us();
-    c->up = upstream_connect(bufferevent_get_base(c->bev), s, c->cfg, &conn_upstream_handler, c);
-    if (c->up == NULL) {
-        log_warn("connect to server %s: cannot create socket", s->conf->id);
-        conn_fail(c, 503, REASON_RESOURCE);
-    }
-}
 
 /* Framing of the request body (RFC 9112 section 6.3). headers_check_request() has already refused
  * a Transfer-Encoding other than "chunked" and Transfer-Encoding with Content-Length. */
@@ -460,11 +402,82 @@ redirect_to_https(struct conn *c)
     }
 }
 
+/* A small request body is read whole before any server sees the request: the request can then
+ * be replayed on another server, a malformed body never reaches one, and a slow client never
+ * holds a server connection. Larger bodies stream (and are not retried once sent). */
+static bool
+wants_buffering(const struct conn *c)
+{
+    const struct body *b = &c->x.req_body;
+    int limit = c->cfg->failover.retry_body_bytes;
+
+    return b->kind == BODY_CHUNKED ? limit > 0
+                                   : b->kind == BODY_LENGTH && b->remaining <= (uint64_t)limit;
+}
+
+static void
+buffer_body(struct conn *c)
+{
+    struct body *b = &c->x.req_body;
+    uint64_t before = b->wire_in;
+    enum body_step st = body_pump(b, bufferevent_get_input(c->bev), c->body);
+
+    c->x.bytes_in += b->wire_in - before;
+    switch (st) {
+    case BODY_AGAIN:
+        if (evbuffer_get_length(c->body) <= (size_t)c->cfg->failover.retry_body_bytes)
+            return;
+        /* A chunked body grew past what is kept: stream it; no replay for this one. */
+        conn_start_attempt(c);
+        return;
+    case BODY_DONE:
+        c->x.body_buffered = true;
+        c->req_phase = REQ_DONE;
+        set_client_timeouts(c, 0);
+        conn_start_attempt(c);
+        return;
+    case BODY_ERR_LIMIT: conn_fail(c, 413, REASON_BODY_TOO_LARGE); return;
+    case BODY_ERR_SYNTAX: conn_fail(c, 400, REASON_BAD_REQUEST); return;
+    }
+}
+
+/* Host for an HTTP/1.0 request without one: the address the client connected to. */
+static void
+local_host(struct conn *c, char *buf, size_t len)
+{
+    struct addr a = {.len = sizeof(a.ss)};
+
+    if (getsockname(bufferevent_getfd(c->bev), (struct sockaddr *)&a.ss, &a.len) < 0)
+        snprintf(buf, len, "localhost");
+    else
+        addr_format(&a, buf, len);
+}
+
+static int
+rewrite_head(struct conn *c, bool buffering)
+{
+    char host[ADDR_TEXT_MAX] = "";
+    struct rewrite_request_ctx ctx = {
+        .client_ip = c->client_ip,
+        .proto = c->tls != NULL ? "https" : "http",
+        .request_id = c->x.id,
+        .chunked = c->x.req_body.kind == BODY_CHUNKED,
+        .default_host = host,
+        /* trident answers 100-continue itself when it reads the body first */
+        .drop_expect = buffering,
+    };
+
+    if (c->x.info.host.n == 0)
+        local_host(c, host, sizeof(host));
+    evbuffer_drain(c->up_head, (size_t)-1);
+    return rewrite_request(&c->req, &c->x.info, &ctx, c->up_head);
+}
+
 static void
 on_request_head(struct conn *c)
 {
-    struct rewrite_request_ctx ctx;
     enum reason why;
+    bool buffering;
     int status;
 
     evtimer_del(c->timer);
@@ -483,26 +496,22 @@ on_request_head(struct conn *c)
         conn_fail(c, 413, REASON_BODY_TOO_LARGE);
         return;
     }
-    c->x.server = router_pick(c->router, NULL);
-    if (c->x.server == NULL) {
-        conn_fail(c, 503, REASON_NO_SERVER);
-        return;
-    }
-    router_begin(c->x.server);
-    ctx = (struct rewrite_request_ctx){
-        .client_ip = c->client_ip,
-        .proto = c->tls != NULL ? "https" : "http",
-        .request_id = c->x.id,
-        .chunked = c->x.req_body.kind == BODY_CHUNKED,
-        .default_host = c->x.server->conf->address,
-    };
-    evbuffer_drain(c->up_head, (size_t)-1);
-    if (rewrite_request(&c->req, &c->x.info, &ctx, c->up_head) < 0) {
+    buffering = wants_buffering(c);
+    if (rewrite_head(c, buffering) < 0) {
         conn_fail(c, 503, REASON_RESOURCE);
         return;
     }
     c->req_phase = c->x.req_body.kind == BODY_NONE ? REQ_DONE : REQ_BODY;
-    conn_connect_upstream(c);
+    if (!buffering) {
+        conn_start_attempt(c);
+        return;
+    }
+    conn_set_state(c, CONN_BUFFERING_BODY);
+    if (c->x.info.expect_continue) /* RFC 9110 section 10.1.1: a proxy may answer it */
+        c->x.bytes_out +=
+            (uint64_t)evbuffer_add_printf(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
+    set_client_timeouts(c, c->cfg->timeouts.client_body_ms);
+    buffer_body(c);
 }
 
 static void
@@ -538,9 +547,10 @@ client_read_cb(struct bufferevent *bev, void *arg)
         read_head(c);
         break;
     case CONN_READING_HEAD: read_head(c); break;
+    case CONN_BUFFERING_BODY: buffer_body(c); break;
     case CONN_STREAMING:
         if (c->req_phase == REQ_BODY)
-            pump_request(c);
+            conn_request_body(c);
         break;
     case CONN_CONNECTING_UPSTREAM:
         /* The body waits in the input buffer, bounded by its read watermark. */
@@ -607,6 +617,7 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
         break;
     case CONN_READING_HEAD: conn_fail(c, 408, REASON_CLIENT_TIMEOUT); break;
     case CONN_TUNNEL: conn_close_now(c, REASON_TUNNEL_IDLE); break;
+    case CONN_STREAMING: conn_hedge_timer(c); break;
     case CONN_IDLE:    /* keep-alive expired: close without a word, as HTTP allows */
     case CONN_CLOSING: /* flush or linger over */
         conn_close_now(c, REASON_NONE);
@@ -743,7 +754,9 @@ conn_new(struct listener_rt *l, evutil_socket_t fd, const struct sockaddr *sa, s
     c->timer = evtimer_new(w->base, timer_cb, c);
     c->free_ev = event_new(w->base, -1, 0, free_cb, c);
     c->up_head = evbuffer_new();
-    if (c->bev == NULL || c->timer == NULL || c->free_ev == NULL || c->up_head == NULL) {
+    c->body = evbuffer_new();
+    if (c->bev == NULL || c->timer == NULL || c->free_ev == NULL || c->up_head == NULL ||
+        c->body == NULL) {
         conn_free(c);
         return NULL;
     }
@@ -775,6 +788,7 @@ conn_free(struct conn *c)
     if (c->w != NULL && c->state == CONN_CLOSED)
         worker_conn_closed(c->w, c);
     upstream_free(c->up);
+    upstream_free(c->hedge);
     if (c->bev != NULL) {
         tls_keep_session(c->bev);
         bufferevent_free(c->bev);
@@ -785,6 +799,8 @@ conn_free(struct conn *c)
         event_free(c->free_ev);
     if (c->up_head != NULL)
         evbuffer_free(c->up_head);
+    if (c->body != NULL)
+        evbuffer_free(c->body);
     http_msg_release(&c->req);
     tls_server_unref(c->tls);
     free(c);

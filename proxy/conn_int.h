@@ -12,16 +12,32 @@
 /* conn.c */
 void conn_set_state(struct conn *c, enum conn_state to);
 void conn_arm_timer(struct conn *c, int ms);
+void conn_set_client_read_timeout(struct conn *c, int ms);
 void conn_fail(struct conn *c, int status, enum reason why);
+/* Answer with `status` (when no response started) and close; Retry-After and an HTML body when
+ * given. conn_fail() is this without them. */
+void conn_answer(struct conn *c, int status, enum reason why, int retry_after, const char *html,
+                 size_t html_len);
 void conn_close_after_flush(struct conn *c);
 void conn_update_flow(struct conn *c);
 void conn_drop_upstream(struct conn *c);
-void conn_connect_upstream(struct conn *c);
-void conn_upstream_ready(struct conn *c);
 void conn_exchange_done(struct conn *c);
 
-/* conn_response.c: the handler an upstream reports to while it serves this connection */
+/* conn_upstream.c: attempts, retries, hedging, the request towards the server */
+void conn_start_attempt(struct conn *c);
+void conn_upstream_ready(struct conn *c);
+void conn_request_body(struct conn *c);
+bool conn_retry(struct conn *c, bool connect_failed, int status, enum reason why);
+bool conn_retry_fresh(struct conn *c, short what);
+void conn_hedge_timer(struct conn *c);
+void conn_hedge_ready(struct conn *c);
+void conn_drop_hedge(struct conn *c);
+void conn_promote_hedge(struct conn *c);
+
+/* conn_response.c: the handlers an upstream reports to while it serves this connection, as its
+ * attempt or as its hedge */
 extern const struct upstream_handler conn_upstream_handler;
+extern const struct upstream_handler conn_hedge_handler;
 
 /* tunnel.c */
 void tunnel_start(struct conn *c);
@@ -30,8 +46,16 @@ void tunnel_start(struct conn *c);
 static inline bool
 conn_exchange_open(const struct conn *c)
 {
-    return c->state == CONN_READING_HEAD || c->state == CONN_CONNECTING_UPSTREAM ||
-           c->state == CONN_STREAMING || c->state == CONN_TUNNEL;
+    return c->state == CONN_READING_HEAD || c->state == CONN_BUFFERING_BODY ||
+           c->state == CONN_CONNECTING_UPSTREAM || c->state == CONN_STREAMING ||
+           c->state == CONN_TUNNEL;
+}
+
+/* The whole request is kept (no body, or one read whole): another attempt can resend it. */
+static inline bool
+conn_replayable(const struct conn *c)
+{
+    return c->x.req_body.kind == BODY_NONE || c->x.body_buffered;
 }
 
 /* A response head (or an error page) has been queued to the client. */

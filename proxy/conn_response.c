@@ -12,6 +12,7 @@
 #include "conn_int.h"
 #include "headers.h"
 #include "log.h"
+#include "passive.h"
 #include "rewrite.h"
 #include "router.h"
 #include "tls.h"
@@ -150,38 +151,81 @@ relay_interim(struct conn *c)
     return 0;
 }
 
+/* The attempt failed before a response started: count it against the server, then another
+ * attempt if retry.c allows, else the error. A connected hedge simply takes over. */
 static void
-read_response_head(struct conn *c)
+attempt_failed(struct conn *c, bool connect_failed, int status, enum reason why,
+               enum passive_event ev)
 {
-    struct evbuffer *in = bufferevent_get_input(c->up->bev);
-
-    for (;;) {
-        enum http_step st = http_msg_feed(&c->up->resp, in, NULL);
-        int status;
-
-        if (st == HTTP_AGAIN)
-            return;
-        if (st == HTTP_HEAD_DONE && c->up->resp.parser.http_major != 1)
-            st = HTTP_ERROR; /* only HTTP/1.x is spoken upstream */
-        if (st != HTTP_HEAD_DONE) {
-            log_debug("server %s: bad response head: %s", c->x.server->conf->id,
-                      http_msg_error_text(&c->up->resp));
-            conn_fail(c, 502, REASON_UPSTREAM_BAD_RESPONSE);
-            return;
-        }
-        status = c->up->resp.parser.status_code;
-        if (status < 100 || status > 999 || status == 101 || status >= 200)
-            break;
-        if (relay_interim(c) < 0) {
-            conn_fail(c, 502, REASON_UPSTREAM_BAD_RESPONSE);
-            return;
-        }
+    if (why != REASON_UPSTREAM_BAD_RESPONSE) /* refused, reset, timeouts: the passive kinds */
+        passive_failure(c->w->health, c->x.server, ev);
+    if (c->hedge != NULL && c->hedge->state == UPSTREAM_ACTIVE && !conn_response_started(c)) {
+        conn_promote_hedge(c); /* both were in STREAMING: the hedge is the attempt now */
+        return;
     }
+    if (!conn_retry(c, connect_failed, status, why))
+        conn_fail(c, status, why);
+}
+
+/* A final or 101 head is complete on c->up. */
+static void
+on_head(struct conn *c)
+{
+    int status = c->up->resp.parser.status_code;
+
     c->x.header_us = clock_mono_us();
-    if (c->up->resp.parser.status_code == 101)
+    conn_drop_hedge(c); /* the other attempt, if any, lost */
+    evtimer_del(c->timer);
+    passive_response(c->w->health, c->x.server, status);
+    if (c->x.sent_us != 0)
+        router_observe_latency((struct cluster_rt *)c->x.server->cluster,
+                               c->x.header_us - c->x.sent_us);
+    if (status == 101)
         on_switching_protocols(c);
     else
         on_final_head(c);
+}
+
+/* Parse heads on u until a final one: 1xx are relayed (from the exchange's own attempt) or
+ * skipped (from a hedge, which never asked for them). Returns 1 at a final head, 0 for more
+ * input, -1 for an invalid response. */
+static int
+read_heads(struct conn *c, struct upstream *u, bool relay)
+{
+    struct evbuffer *in = bufferevent_get_input(u->bev);
+
+    for (;;) {
+        enum http_step st = http_msg_feed(&u->resp, in, NULL);
+        int status;
+
+        if (st == HTTP_AGAIN)
+            return 0;
+        if (st == HTTP_HEAD_DONE && u->resp.parser.http_major != 1)
+            st = HTTP_ERROR; /* only HTTP/1.x is spoken upstream */
+        if (st != HTTP_HEAD_DONE) {
+            log_debug("server %s: bad response head: %s", u->server->conf->id,
+                      http_msg_error_text(&u->resp));
+            return -1;
+        }
+        status = u->resp.parser.status_code;
+        if (status < 100 || status == 101 || status >= 200)
+            return 1;
+        if (relay && relay_interim(c) < 0)
+            return -1;
+        if (!relay)
+            http_msg_reset(&u->resp);
+    }
+}
+
+static void
+read_response_head(struct conn *c)
+{
+    int rc = read_heads(c, c->up, true);
+
+    if (rc > 0)
+        on_head(c);
+    else if (rc < 0)
+        attempt_failed(c, false, 502, REASON_UPSTREAM_BAD_RESPONSE, PASSIVE_CONNECT);
 }
 
 static void
@@ -202,34 +246,20 @@ on_upstream_drained(void *arg)
     conn_update_flow(arg);
 }
 
-/* A pooled connection the server closed just before our request arrived. Safe to resend when
- * nothing of a response came back and the request had no body to replay. */
-static bool
-retry_on_fresh_connection(struct conn *c, short what)
-{
-    if (!c->x.pooled || c->x.attempts > 1 || (what & BEV_EVENT_TIMEOUT) ||
-        c->resp_phase != RESP_HEAD || c->up->resp.head_bytes > 0 ||
-        c->x.req_body.kind != BODY_NONE)
-        return false;
-    log_debug("server %s: reused connection closed before the response; retrying",
-              c->x.server->conf->id);
-    conn_drop_upstream(c);
-    conn_connect_upstream(c);
-    return true;
-}
-
 static void
 on_upstream_event(void *arg, short what)
 {
     struct conn *c = arg;
     bool timeout = (what & BEV_EVENT_TIMEOUT) != 0;
+    enum reason why;
 
     if (c->state == CONN_CONNECTING_UPSTREAM) {
-        enum reason why = timeout                     ? REASON_UPSTREAM_CONNECT_TIMEOUT
-                          : upstream_tls_failed(c->up) ? REASON_UPSTREAM_TLS
-                                                       : REASON_UPSTREAM_REFUSED;
+        why = timeout                      ? REASON_UPSTREAM_CONNECT_TIMEOUT
+              : upstream_tls_failed(c->up) ? REASON_UPSTREAM_TLS
+                                           : REASON_UPSTREAM_REFUSED;
         log_debug("server %s: connect failed: %s", c->x.server->conf->id, reason_name(why));
-        conn_fail(c, timeout ? 504 : 502, why);
+        attempt_failed(c, true, timeout ? 504 : 502, why,
+                       timeout ? PASSIVE_TIMEOUT : PASSIVE_CONNECT);
         return;
     }
     if ((what & BEV_EVENT_EOF) && c->resp_phase == RESP_BODY &&
@@ -238,14 +268,19 @@ on_upstream_event(void *arg, short what)
         response_complete(c);
         return;
     }
-    if (retry_on_fresh_connection(c, what))
+    if (c->resp_phase != RESP_HEAD) {
+        /* the response started: nothing can be retried, the client sees it cut */
+        conn_fail(c, 502, timeout ? REASON_UPSTREAM_TIMEOUT : REASON_UPSTREAM_RESET);
         return;
-    if (timeout)
-        conn_fail(c, 504,
-                  (what & BEV_EVENT_READING) ? REASON_UPSTREAM_TIMEOUT
-                                             : REASON_UPSTREAM_SEND_TIMEOUT);
+    }
+    if (conn_retry_fresh(c, what))
+        return;
+    if (timeout && (what & BEV_EVENT_READING))
+        attempt_failed(c, false, 504, REASON_UPSTREAM_TIMEOUT, PASSIVE_TIMEOUT);
+    else if (timeout)
+        attempt_failed(c, false, 504, REASON_UPSTREAM_SEND_TIMEOUT, PASSIVE_TIMEOUT);
     else
-        conn_fail(c, 502, REASON_UPSTREAM_RESET);
+        attempt_failed(c, false, 502, REASON_UPSTREAM_RESET, PASSIVE_CONNECT);
 }
 
 static void
@@ -259,4 +294,51 @@ const struct upstream_handler conn_upstream_handler = {
     .on_read = on_upstream_read,
     .on_drained = on_upstream_drained,
     .on_event = on_upstream_event,
+};
+
+/* ---- the hedge: a second attempt racing the first for the response head ---------------------- */
+
+static void
+on_hedge_connected(void *arg)
+{
+    conn_hedge_ready(arg);
+}
+
+static void
+on_hedge_read(void *arg)
+{
+    struct conn *c = arg;
+    int rc = read_heads(c, c->hedge, false);
+
+    if (rc < 0) {
+        passive_failure(c->w->health, c->x.hedge_server, PASSIVE_CONNECT);
+        conn_drop_hedge(c);
+    } else if (rc > 0) {
+        log_debug("request %s: the hedge to %s answered first", c->x.id,
+                  c->x.hedge_server->conf->id);
+        conn_promote_hedge(c);
+        on_head(c);
+    }
+}
+
+static void
+on_hedge_drained(void *arg)
+{
+}
+
+static void
+on_hedge_event(void *arg, short what)
+{
+    struct conn *c = arg;
+
+    passive_failure(c->w->health, c->x.hedge_server,
+                    (what & BEV_EVENT_TIMEOUT) ? PASSIVE_TIMEOUT : PASSIVE_CONNECT);
+    conn_drop_hedge(c);
+}
+
+const struct upstream_handler conn_hedge_handler = {
+    .on_connected = on_hedge_connected,
+    .on_read = on_hedge_read,
+    .on_drained = on_hedge_drained,
+    .on_event = on_hedge_event,
 };

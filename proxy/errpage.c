@@ -25,30 +25,45 @@ errpage_reason(int status)
 }
 
 size_t
-errpage_write(struct evbuffer *out, int status, const char *request_id, int head_only)
+errpage_write_full(struct evbuffer *out, int status, const char *request_id, int head_only,
+                   int retry_after, const char *html, size_t html_len)
 {
-    char body[256], head[512];
+    char json[256], head[640], retry[40] = "";
     const char *reason = errpage_reason(status);
-    /* request_id is either generated (hex) or passed reqid_valid(): no JSON escaping needed. */
-    int blen = snprintf(body, sizeof(body),
-                        "{\"status\":%d,\"error\":\"%s\",\"request_id\":\"%s\"}\n", status, reason,
-                        request_id);
-    int hlen = snprintf(head, sizeof(head),
-                        "HTTP/1.1 %d %s\r\n"
-                        "Content-Type: application/json\r\n"
-                        "Content-Length: %d\r\n"
-                        "Cache-Control: no-store\r\n"
-                        "X-Request-Id: %s\r\n"
-                        "%s"
-                        "Connection: close\r\n\r\n",
-                        status, reason, blen, request_id,
-                        status == 405 ? "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n"
-                                      : "");
+    const char *body = html;
+    size_t blen = html_len;
+    int hlen;
 
+    if (html == NULL) {
+        /* request_id is generated (hex) or passed reqid_valid(): no JSON escaping needed. */
+        blen = (size_t)snprintf(json, sizeof(json),
+                                "{\"status\":%d,\"error\":\"%s\",\"request_id\":\"%s\"}\n",
+                                status, reason, request_id);
+        body = json;
+    }
+    if (retry_after > 0)
+        snprintf(retry, sizeof(retry), "Retry-After: %d\r\n", retry_after);
+    hlen = snprintf(head, sizeof(head),
+                    "HTTP/1.1 %d %s\r\n"
+                    "Content-Type: %s\r\n"
+                    "Content-Length: %zu\r\n"
+                    "Cache-Control: no-store\r\n"
+                    "X-Request-Id: %s\r\n"
+                    "%s%s"
+                    "Connection: close\r\n\r\n",
+                    status, reason, html != NULL ? "text/html; charset=utf-8" : "application/json",
+                    blen, request_id, retry,
+                    status == 405 ? "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n" : "");
     evbuffer_add(out, head, (size_t)hlen);
     if (!head_only)
-        evbuffer_add(out, body, (size_t)blen);
-    return (size_t)hlen + (head_only ? 0 : (size_t)blen);
+        evbuffer_add(out, body, blen);
+    return (size_t)hlen + (head_only ? 0 : blen);
+}
+
+size_t
+errpage_write(struct evbuffer *out, int status, const char *request_id, int head_only)
+{
+    return errpage_write_full(out, status, request_id, head_only, 0, NULL, 0);
 }
 
 size_t

@@ -31,6 +31,8 @@ static const char *const names[REASON_COUNT] = {
     [REASON_UPSTREAM_TLS] = "upstream_tls",
     [REASON_TUNNEL_IDLE] = "tunnel_idle",
     [REASON_SERVER_DOWN] = "server_down",
+    [REASON_RETRIED] = "retried",
+    [REASON_HEDGED] = "hedged",
     [REASON_SHUTDOWN] = "shutdown",
 };
 

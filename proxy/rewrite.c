@@ -44,7 +44,8 @@ put_msg_field(struct out *o, const struct http_msg *m, uint32_t i)
 
 /* Fields trident replaces with its own values, or never forwards. */
 static bool
-request_field_replaced(const struct http_msg *m, uint32_t i, const struct req_info *info)
+request_field_replaced(const struct http_msg *m, uint32_t i, const struct req_info *info,
+                       const struct rewrite_request_ctx *ctx)
 {
     return http_field_is(m, i, LIT("proxy")) || /* httpoxy: never reaches CGI's HTTP_PROXY */
            http_field_is(m, i, LIT("x-forwarded-for")) ||
@@ -52,7 +53,7 @@ request_field_replaced(const struct http_msg *m, uint32_t i, const struct req_in
            http_field_is(m, i, LIT("x-forwarded-host")) ||
            http_field_is(m, i, LIT("x-request-id")) ||
            (info->host_from_target && http_field_is(m, i, LIT("host"))) ||
-           (m->parser.http_minor == 0 && http_field_is(m, i, LIT("expect")));
+           ((m->parser.http_minor == 0 || ctx->drop_expect) && http_field_is(m, i, LIT("expect")));
 }
 
 /* X-Forwarded-For: every value the client sent, in order, then the client's address. */
@@ -91,7 +92,7 @@ rewrite_request(const struct http_msg *m, const struct req_info *info,
     evbuffer_expand(out, m->len + m->nfields * 4 + 256);
     put_request_line(&o, m, info);
     for (uint32_t i = 0; i < m->nfields; i++)
-        if (!headers_is_hop_by_hop(m, i) && !request_field_replaced(m, i, info))
+        if (!headers_is_hop_by_hop(m, i) && !request_field_replaced(m, i, info, ctx))
             put_msg_field(&o, m, i);
     if (host.n == 0) {
         host = (struct slice){ctx->default_host, strlen(ctx->default_host)};

@@ -219,3 +219,37 @@ router_any_usable(struct router *r)
             return true;
     return false;
 }
+
+void
+router_observe_latency(struct cluster_rt *c, uint64_t us)
+{
+    uint64_t dev;
+
+    if (c->latency_samples++ == 0) {
+        c->srtt_us = us;
+        c->rttvar_us = us / 2;
+        return;
+    }
+    dev = us > c->srtt_us ? us - c->srtt_us : c->srtt_us - us;
+    c->rttvar_us = (3 * c->rttvar_us + dev) / 4;
+    c->srtt_us = (7 * c->srtt_us + us) / 8;
+}
+
+#define HEDGE_TOKENS_MAX 10.0 /* a burst of hedges after a quiet period, no more */
+
+void
+router_hedge_credit(struct router *r, int pct)
+{
+    r->hedge_tokens += pct / 100.0;
+    if (r->hedge_tokens > HEDGE_TOKENS_MAX)
+        r->hedge_tokens = HEDGE_TOKENS_MAX;
+}
+
+bool
+router_hedge_take(struct router *r, int pct)
+{
+    if (pct <= 0 || r->hedge_tokens < 1.0)
+        return false;
+    r->hedge_tokens -= 1.0;
+    return true;
+}

@@ -65,7 +65,9 @@ static struct bufferevent *
 new_bev(struct event_base *base, int fd, struct upstream *u, const struct config *cfg)
 {
     struct server_rt *s = u->server;
-    struct timeval tv = clock_tv_ms(cfg->timeouts.upstream_connect_ms);
+    int connect_ms = s->cluster->conf->connect_timeout_ms > 0 ? s->cluster->conf->connect_timeout_ms
+                                                              : cfg->timeouts.upstream_connect_ms;
+    struct timeval tv = clock_tv_ms(connect_ms);
     size_t high = (size_t)cfg->limits.buffer_bytes;
     struct bufferevent *bev;
 
@@ -141,6 +143,13 @@ upstream_attach(struct upstream *u, const struct upstream_handler *h, void *arg)
     u->arg = arg;
     u->pool = NULL;
     bufferevent_set_timeouts(u->bev, NULL, NULL);
+}
+
+void
+upstream_set_handler(struct upstream *u, const struct upstream_handler *h, void *arg)
+{
+    u->h = h;
+    u->arg = arg;
 }
 
 bool

@@ -3,6 +3,7 @@
  * connections, and acts on commands from the main thread: drain, stop, new TLS contexts.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -263,6 +264,32 @@ fail:
     return -1;
 }
 
+#define PAGE_MAX (1 << 20) /* a maintenance page is small; refuse to load a huge file */
+
+/* The HTML answered when no server can take a request, read once per worker. */
+static int
+load_maintenance_page(struct worker *w, char *err, size_t errlen)
+{
+    const char *path = w->cfg->failover.maintenance_page;
+    FILE *f;
+    size_t n;
+
+    if (path == NULL)
+        return 0;
+    f = fopen(path, "rb");
+    w->maintenance_page = malloc(PAGE_MAX);
+    n = f != NULL && w->maintenance_page != NULL ? fread(w->maintenance_page, 1, PAGE_MAX, f) : 0;
+    if (f != NULL)
+        fclose(f);
+    if (n == 0 || n == PAGE_MAX) {
+        snprintf(err, errlen, "failover.maintenance_page: cannot read %s (or it is empty or "
+                              "over 1 MiB)", path);
+        return -1;
+    }
+    w->maintenance_len = n;
+    return 0;
+}
+
 struct worker *
 worker_new(int id, struct config *cfg, const int *fds, struct tls_server **tls,
            struct health *health, int alog_fd, struct event *exit_notify, char *err, size_t errlen)
@@ -298,7 +325,8 @@ worker_new(int id, struct config *cfg, const int *fds, struct tls_server **tls,
     w->drain_ev = evtimer_new(w->base, drain_timeout_cb, w);
     w->retry_ev = evtimer_new(w->base, retry_cb, w);
     if (w->router == NULL || w->alog == NULL || w->ctl_ev == NULL || w->drain_ev == NULL ||
-        w->retry_ev == NULL || reqid_gen_init(&w->reqids) < 0)
+        w->retry_ev == NULL || reqid_gen_init(&w->reqids) < 0 ||
+        load_maintenance_page(w, err, errlen) < 0)
         goto fail;
     return w;
 fail:
@@ -347,6 +375,7 @@ worker_join_free(struct worker *w)
     free(w->listeners);
     free_tls_array(atomic_exchange(&w->pending_tls, NULL), w->nlisteners);
     router_free(w->router);
+    free(w->maintenance_page);
     access_log_free(w->alog);
     if (w->ctl_ev != NULL)
         event_free(w->ctl_ev);

@@ -1053,14 +1053,23 @@ def cluster(name, servers, provider=None, weight=1, balance="round_robin"):
             "servers": out}
 
 
-def make_config(clusters, workers=1, timeouts=None, limits=None, log=None):
+def make_config(clusters, workers=1, timeouts=None, limits=None, log=None, failover=None):
     cfg = {"workers": workers, "timeouts": dict(FAST_TIMEOUTS, **(timeouts or {})),
            "clusters": clusters}
     if limits:
         cfg["limits"] = dict(limits)
     if log:
         cfg["log"] = dict(log)
+    if failover:
+        cfg["failover"] = dict(failover)
     return cfg
+
+
+# Streaming semantics: request bodies go to the server as they arrive (nothing read whole first),
+# so the upstream's own 100-continue and mid-body behaviour are visible.
+STREAM_BODIES = {"retry_body_bytes": 0}
+# Passive checks off: a test that provokes failures on purpose keeps its only server.
+NO_PASSIVE = {"connect_failures": 0, "timeouts": 0, "http_5xx": 0}
 
 
 # ---- trident -------------------------------------------------------------------------------------

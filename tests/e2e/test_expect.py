@@ -1,14 +1,17 @@
 """Expect: 100-continue relayed end to end; 413 and 417 decided by trident."""
 import unittest
 
-from harness import Client, E2ETestCase, T, cluster, echo_handler, make_config
+from harness import (Client, E2ETestCase, STREAM_BODIES, T, cluster, echo_handler,
+                     make_config)
 
 
 class ExpectContinue(E2ETestCase):
 
     def test_100_continue_relayed_before_body(self):
+        # a body that streams (not read whole first): the upstream's 100 is relayed
         up = self.upstream(0, handler=echo_handler)
-        with self.trident(make_config([cluster("c", [up])])) as t, Client.to(t) as c:
+        cfg = make_config([cluster("c", [up])], failover=STREAM_BODIES)
+        with self.trident(cfg) as t, Client.to(t) as c:
             c.send(b"POST /upload HTTP/1.1\r\nHost: e.test\r\nExpect: 100-continue\r\n"
                    b"Content-Length: 11\r\n\r\n")
             # the body is held back until the 100 arrives
@@ -24,6 +27,26 @@ class ExpectContinue(E2ETestCase):
             # and the connection goes on
             self.assertEqual(c.exchange("GET", "/next").status, 200)
         self.assertEqual(up.requests[0].body, b"hello world")
+        self.assertNoUpstreamErrors()
+
+    def test_100_continue_answered_by_trident_when_it_reads_the_body_first(self):
+        # a small body is read whole before any server sees the request: trident answers the
+        # expectation itself and the upstream gets a complete request without Expect
+        up = self.upstream(0, handler=echo_handler)
+        with self.trident(make_config([cluster("c", [up])])) as t, Client.to(t) as c:
+            c.send(b"POST /upload HTTP/1.1\r\nHost: e.test\r\nExpect: 100-continue\r\n"
+                   b"Content-Length: 11\r\n\r\n")
+            interim = c.read_response("POST", interim=False, timeout=T(5))
+            self.assertEqual(interim.status, 100)
+            self.assertEqual(up.requests, [], "a server saw the request before its body")
+            c.send(b"hello world")
+            r = c.read_response("POST")
+            self.assertEqual((r.status, r.body), (200, b"POST /upload\nhello world"))
+            self.assertEqual(c.exchange("GET", "/next").status, 200)
+        req = up.requests[0]
+        self.assertEqual(req.body, b"hello world")
+        self.assertEqual(req.headers.tokens("expect"), [])
+        self.assertFalse(req.continue_sent)
         self.assertNoUpstreamErrors()
 
     def test_body_sent_without_waiting_for_100(self):
@@ -57,7 +80,8 @@ class ExpectContinue(E2ETestCase):
             return True
 
         up = self.upstream(0, expect_handler=refuse)
-        with self.trident(make_config([cluster("c", [up])])) as t, Client.to(t) as c:
+        cfg = make_config([cluster("c", [up])], failover=STREAM_BODIES)
+        with self.trident(cfg) as t, Client.to(t) as c:
             c.send(b"POST /secret HTTP/1.1\r\nHost: e.test\r\nExpect: 100-continue\r\n"
                    b"Content-Length: 1000\r\n\r\n")
             r = c.read_response("POST", timeout=T(5))

@@ -6,7 +6,8 @@ import threading
 import time
 import unittest
 
-from harness import (Client, E2ETestCase, T, cluster, echo_handler, make_config, wait_until)
+from harness import (NO_PASSIVE, STREAM_BODIES, Client, E2ETestCase, T, cluster, echo_handler,
+                     make_config, wait_until)
 
 
 def hold_handler(ex):
@@ -56,9 +57,10 @@ class GracefulShutdown(E2ETestCase):
             self.assertEqual(e["status"], 200)
 
     def test_request_body_still_streaming_at_sigterm(self):
-        # the client is mid-upload when the signal comes: it may finish
+        # the client is mid-upload (a streamed body) when the signal comes: it may finish
         up = self.upstream(0, handler=echo_handler)
-        with self.trident(make_config([cluster("c", [up])])) as t, Client.to(t) as c:
+        cfg = make_config([cluster("c", [up])], failover=STREAM_BODIES)
+        with self.trident(cfg) as t, Client.to(t) as c:
             c.send(b"POST /upload HTTP/1.1\r\nHost: s.test\r\nContent-Length: 10\r\n\r\nhello")
             up_conn = wait_until(lambda: up.connections, T(5), what="upstream connection")
             self.assertEqual(up_conn, 1)
@@ -148,7 +150,9 @@ class Descriptors(E2ETestCase):
                 echo_handler(ex)
 
         up = self.upstream(0, handler=handler)
-        cfg = make_config([cluster("c", [up])],
+        c0 = cluster("c", [up])
+        c0["passive"] = NO_PASSIVE  # the failures provoked here must not take the server out
+        cfg = make_config([c0],
                           timeouts={"upstream_response_ms": 300, "upstream_idle_ms": 300,
                                     "client_header_ms": 300})
         with self.trident(cfg) as t:

@@ -10,7 +10,7 @@ import unittest
 
 from harness import (Net, Trident, Upstream, Client, cluster, make_config, closed_port_address,
                      echo_handler, chunked_encode, ws_frame, ws_read_frame, wait_until, SANITIZE,
-                     T, free_port)
+                     T, free_port, NO_PASSIVE)
 from test_tls import Certs, TLSClient, TLSUpstream
 
 NET = Net(__name__)
@@ -46,9 +46,11 @@ class Valgrind(unittest.TestCase):
         tls_cluster = cluster("aws", [secure])
         tls_cluster["tls"] = {"ca": certs.path("ca.pem")}
         tls_cluster["servers"][0]["tls_name"] = "up.test"
-        cfg = make_config([cluster("ntt", [plain]), tls_cluster,
-                           cluster("gmo", [closed_port_address(NET.upstream_ip(3))])],
-                          workers=1, timeouts={"shutdown_drain_ms": 20000})
+        dead = cluster("gmo", [closed_port_address(NET.upstream_ip(3))])
+        dead["passive"] = NO_PASSIVE  # the refused server stays in rotation: a fixed sequence
+        cfg = make_config([cluster("ntt", [plain]), tls_cluster, dead],
+                          workers=1, timeouts={"shutdown_drain_ms": 20000},
+                          failover={"retries": 0, "hedge": False})
         host = NET.listener_ip()
         tls_port = free_port(host)
         cfg["listeners"] = [{"address": f"{host}:{free_port(host)}"},

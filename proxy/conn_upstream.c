@@ -1,0 +1,337 @@
+/*
+ * conn_upstream: a client connection's requests on their way to servers. Each attempt picks a
+ * server (avoiding the ones already tried and the provider that just failed), takes a pooled
+ * connection or connects, and sends the kept head and body. Failures are retried when retry.c
+ * allows it; a slow idempotent request may be hedged: sent to a second provider after a delay
+ * derived from the cluster's recent response times, the first response head winning. Responses
+ * are conn_response.c's; the client socket is conn.c's.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "clock.h"
+#include "config-t.h"
+#include "conn_int.h"
+#include "errpage.h"
+#include "health.h"
+#include "log.h"
+#include "passive.h"
+#include "retry.h"
+#include "router.h"
+#include "worker.h"
+
+#define HEDGE_FIRST_MS 250 /* hedge delay before a cluster has any response time measured */
+#define HEDGE_MIN_MS   10
+
+/* ---- sending ------------------------------------------------------------------------------- */
+
+/* The request is wholly queued to u: from now on silence from the server is its slowness. */
+static void
+queued(struct conn *c, struct upstream *u)
+{
+    const struct timeouts_conf *t = &c->cfg->timeouts;
+    struct timeval resp = clock_tv_ms(t->upstream_response_ms);
+    struct timeval send = clock_tv_ms(t->upstream_send_ms);
+
+    bufferevent_set_timeouts(u->bev, &resp, &send);
+    if (u == c->up)
+        c->x.sent_us = clock_mono_us();
+}
+
+/* Copy, not move: the source is kept for the next attempt (at most retry_body_bytes). */
+static void
+copy_buffer(struct evbuffer *dst, struct evbuffer *src)
+{
+    size_t n = evbuffer_get_length(src);
+
+    if (n > 0)
+        evbuffer_add(dst, evbuffer_pullup(src, -1), n);
+}
+
+/* Head and the buffered body to u. A replayable request keeps both for the next attempt. */
+static void
+send_request(struct conn *c, struct upstream *u)
+{
+    struct evbuffer *out = bufferevent_get_output(u->bev);
+    bool replayable = conn_replayable(c);
+
+    copy_buffer(out, c->up_head);
+    if (replayable)
+        copy_buffer(out, c->body);
+    else
+        evbuffer_add_buffer(out, c->body); /* the prefix of a body too big to keep */
+    u->uses++;
+    http_msg_reset(&u->resp);
+}
+
+void
+conn_request_body(struct conn *c)
+{
+    struct body *b = &c->x.req_body;
+    uint64_t before = b->wire_in;
+    enum body_step st;
+
+    st = body_pump(b, bufferevent_get_input(c->bev), bufferevent_get_output(c->up->bev));
+    c->x.bytes_in += b->wire_in - before;
+    switch (st) {
+    case BODY_AGAIN: conn_update_flow(c); return;
+    case BODY_DONE:
+        c->req_phase = REQ_DONE;
+        conn_set_client_read_timeout(c, 0);
+        queued(c, c->up);
+        conn_update_flow(c);
+        return;
+    case BODY_ERR_LIMIT: conn_fail(c, 413, REASON_BODY_TOO_LARGE); return;
+    case BODY_ERR_SYNTAX: conn_fail(c, 400, REASON_BAD_REQUEST); return;
+    }
+}
+
+static void arm_hedge(struct conn *c);
+
+void
+conn_upstream_ready(struct conn *c)
+{
+    struct timeval send = clock_tv_ms(c->cfg->timeouts.upstream_send_ms);
+    struct upstream *u = c->up;
+
+    conn_set_state(c, CONN_STREAMING);
+    c->resp_phase = RESP_HEAD;
+    c->x.connected_us = clock_mono_us();
+    bufferevent_set_timeouts(u->bev, NULL, &send);
+    bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+    send_request(c, u);
+    if (c->req_phase == REQ_BODY) {
+        conn_set_client_read_timeout(c, c->cfg->timeouts.client_body_ms);
+        conn_request_body(c);
+        return;
+    }
+    queued(c, u);
+    arm_hedge(c);
+    conn_update_flow(c);
+}
+
+/* ---- attempts ---------------------------------------------------------------------------------- */
+
+static struct upstream *
+open_upstream(struct conn *c, struct server_rt *s, const struct upstream_handler *h, bool *pooled)
+{
+    struct upstream *u = c->x.fresh_only ? NULL : upstream_pool_take(&s->pool);
+
+    c->x.fresh_only = false;
+    *pooled = u != NULL;
+    if (u != NULL) {
+        upstream_attach(u, h, c);
+        return u;
+    }
+    return upstream_connect(bufferevent_get_base(c->bev), s, c->cfg, h, c);
+}
+
+/* No server can take the request at all: 503 at once, with Retry-After, as JSON or the
+ * configured maintenance page. Never a hang. */
+static void
+answer_all_down(struct conn *c)
+{
+    const struct failover_conf *f = &c->cfg->failover;
+
+    conn_answer(c, 503, REASON_NO_SERVER, f->retry_after_s, c->w->maintenance_page,
+                c->w->maintenance_len);
+}
+
+void
+conn_start_attempt(struct conn *c)
+{
+    struct pick_avoid avoid = {c->x.tried, c->x.ntried, c->x.failed_provider};
+    struct server_rt *s;
+    bool pooled;
+
+    if (c->x.attempts == 0) {
+        c->x.first_attempt_us = clock_mono_us();
+        router_hedge_credit(c->router, c->cfg->failover.hedge_budget_pct);
+    }
+    s = c->x.ntried < CONN_MAX_ATTEMPTS ? router_pick(c->router, &avoid) : NULL;
+    if (s == NULL) {
+        /* Nothing could take it: all down for a new request; for one that already failed
+         * somewhere, that failure (502/504) says more than "no server". */
+        if (c->x.attempts == 0)
+            answer_all_down(c);
+        else
+            conn_fail(c, c->x.fail_status, c->x.fail_reason);
+        return;
+    }
+    c->x.server = s;
+    c->x.tried[c->x.ntried++] = s;
+    c->x.attempts++;
+    router_begin(s);
+    conn_set_state(c, CONN_CONNECTING_UPSTREAM);
+    c->x.connect_start_us = clock_mono_us();
+    c->up = open_upstream(c, s, &conn_upstream_handler, &pooled);
+    c->x.pooled = pooled;
+    if (c->up == NULL) {
+        log_warn("connect to server %s: cannot create a socket", s->conf->id);
+        conn_fail(c, 503, REASON_RESOURCE);
+    } else if (pooled) {
+        conn_upstream_ready(c);
+    }
+}
+
+/* Leave the current attempt's server: its count, and the connection (never back to a pool). */
+static void
+leave_server(struct conn *c)
+{
+    conn_drop_upstream(c);
+    if (c->x.server != NULL) {
+        c->x.failed_provider = c->x.server->cluster->conf->provider;
+        router_end(c->x.server);
+        c->x.server = NULL;
+    }
+}
+
+bool
+conn_retry(struct conn *c, bool connect_failed, int status, enum reason why)
+{
+    const struct failover_conf *f = &c->cfg->failover;
+    struct retry_facts facts = {
+        .connect_failed = connect_failed,
+        .idempotent = retry_method_idempotent(c->req.parser.method),
+        .replayable = conn_replayable(c),
+        .response_started = conn_response_started(c),
+        .attempts = c->x.attempts,
+        .max_retries = (unsigned)f->retries,
+        .elapsed_us = clock_mono_us() - c->x.first_attempt_us,
+        .budget_us = (uint64_t)f->retry_budget_ms * 1000,
+    };
+
+    if (!retry_allowed(&facts))
+        return false;
+    log_debug("request %s: %s on server %s; retrying elsewhere", c->x.id, reason_name(why),
+              c->x.server->conf->id);
+    c->x.fail_status = status;
+    c->x.fail_reason = why;
+    conn_drop_hedge(c);
+    leave_server(c);
+    evtimer_del(c->timer);
+    worker_count(c->w, REASON_RETRIED);
+    conn_start_attempt(c);
+    return true;
+}
+
+/* A pooled connection the server closed just as the request went out (HTTP/1.1's keep-alive
+ * race): the same server again, on a fresh connection, when no byte of a response came back and
+ * the request is idempotent and replayable: the server may have processed it, so a POST is
+ * never sent twice. Not a failure of the server. */
+bool
+conn_retry_fresh(struct conn *c, short what)
+{
+    struct server_rt *s = c->x.server;
+
+    if (!c->x.pooled || (what & BEV_EVENT_TIMEOUT) || c->resp_phase != RESP_HEAD ||
+        c->up->resp.head_bytes > 0 || !conn_replayable(c) ||
+        !retry_method_idempotent(c->req.parser.method) || c->x.attempts >= CONN_MAX_ATTEMPTS)
+        return false;
+    log_debug("server %s: reused connection closed before the response; retrying",
+              s->conf->id);
+    conn_drop_upstream(c);
+    router_end(s);
+    c->x.ntried--; /* the same server is picked again, on purpose */
+    c->x.fresh_only = true;
+    c->x.failed_provider = NULL;
+    conn_start_attempt(c);
+    return true;
+}
+
+/* ---- hedging ----------------------------------------------------------------------------------- */
+
+/* RFC 6298's estimator: smoothed response time plus four deviations. */
+static int
+hedge_delay_ms(const struct conn *c)
+{
+    const struct cluster_rt *cl = c->x.server->cluster;
+    int ms;
+
+    if (c->cfg->failover.hedge_delay_ms > 0)
+        return c->cfg->failover.hedge_delay_ms;
+    if (cl->latency_samples == 0)
+        return HEDGE_FIRST_MS;
+    ms = (int)((cl->srtt_us + 4 * cl->rttvar_us) / 1000);
+    return ms < HEDGE_MIN_MS ? HEDGE_MIN_MS : ms;
+}
+
+static void
+arm_hedge(struct conn *c)
+{
+    const struct failover_conf *f = &c->cfg->failover;
+
+    if (!f->hedge || c->hedge != NULL || c->x.hedged || !conn_replayable(c) ||
+        !retry_method_idempotent(c->req.parser.method) || c->x.info.websocket)
+        return;
+    if (hedge_delay_ms(c) * 2 > c->cfg->timeouts.upstream_response_ms)
+        return; /* a hedge this late would not beat the timeout by much */
+    conn_arm_timer(c, hedge_delay_ms(c));
+}
+
+/* The hedge delay passed without a response head: the same request to another provider. */
+void
+conn_hedge_timer(struct conn *c)
+{
+    struct pick_avoid avoid = {c->x.tried, c->x.ntried, c->x.server->cluster->conf->provider};
+    struct server_rt *s;
+    bool pooled;
+
+    if (c->resp_phase != RESP_HEAD || c->hedge != NULL || c->x.ntried >= CONN_MAX_ATTEMPTS)
+        return;
+    s = router_pick(c->router, &avoid);
+    if (s == NULL || strcmp(s->cluster->conf->provider, avoid.provider) == 0 ||
+        !router_hedge_take(c->router, c->cfg->failover.hedge_budget_pct))
+        return;
+    c->hedge = open_upstream(c, s, &conn_hedge_handler, &pooled);
+    if (c->hedge == NULL)
+        return;
+    log_debug("request %s: no response from %s after %d ms; hedging to %s", c->x.id,
+              c->x.server->conf->id, hedge_delay_ms(c), s->conf->id);
+    c->x.hedged = true;
+    c->x.hedge_server = s;
+    c->x.tried[c->x.ntried++] = s;
+    c->x.attempts++;
+    router_begin(s);
+    worker_count(c->w, REASON_HEDGED);
+    if (pooled)
+        conn_hedge_ready(c);
+}
+
+void
+conn_hedge_ready(struct conn *c)
+{
+    struct upstream *u = c->hedge;
+
+    bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+    send_request(c, u);
+    queued(c, u);
+}
+
+void
+conn_drop_hedge(struct conn *c)
+{
+    if (c->hedge == NULL)
+        return;
+    upstream_free(c->hedge);
+    c->hedge = NULL;
+    router_end(c->x.hedge_server);
+    c->x.hedge_server = NULL;
+}
+
+/* The hedge answered first (or the primary failed while the hedge is connected): the hedge
+ * becomes the exchange's connection; the other is closed. */
+void
+conn_promote_hedge(struct conn *c)
+{
+    struct upstream *u = c->hedge;
+
+    conn_drop_upstream(c);
+    router_end(c->x.server);
+    c->x.server = c->x.hedge_server;
+    c->up = u;
+    c->hedge = NULL;
+    c->x.hedge_server = NULL;
+    upstream_set_handler(u, &conn_upstream_handler, c);
+    c->x.sent_us = c->x.sent_us ? c->x.sent_us : clock_mono_us();
+}
