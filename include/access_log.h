@@ -9,6 +9,7 @@
 #define TRIDENT_ACCESS_LOG_H
 
 #include <event2/event.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "reason.h"
@@ -30,7 +31,8 @@ struct access_entry {
     int64_t total_us;       /* request start to last byte queued */
     int64_t connect_us;     /* -1: no connect (pooled or none) */
     int64_t upstream_us;    /* request sent to response head; -1: none */
-    unsigned attempts;      /* upstream connections tried */
+    unsigned attempts;      /* upstream connections tried (retries and a hedge included) */
+    bool hedged;            /* a second attempt raced the first */
     enum reason reason;
     const char *tls_version; /* NULL on plain connections */
     const char *tls_cipher;

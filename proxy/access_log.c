@@ -154,6 +154,8 @@ format_entry(struct strbuf *sb, const struct access_entry *e)
     put_us(sb, "connect_ms", e->connect_us);
     put_us(sb, "upstream_ms", e->upstream_us);
     strbuf_printf(sb, ",\"attempts\":%u", e->attempts);
+    if (e->hedged)
+        strbuf_puts(sb, ",\"hedged\":true");
     if (e->tls_version != NULL) {
         strbuf_json_str(sb, "tls_version", e->tls_version, strlen(e->tls_version));
         strbuf_json_str(sb, "tls_cipher", e->tls_cipher, strlen(e->tls_cipher));

@@ -147,6 +147,7 @@ log_exchange(struct conn *c)
         .connect_us = x->pooled ? -1 : span_us(x->connect_start_us, x->connected_us),
         .upstream_us = span_us(x->sent_us, x->header_us),
         .attempts = x->attempts,
+        .hedged = x->hedged,
         .reason = x->reason,
         .tls_version = c->tls_version,
         .tls_cipher = c->tls_cipher,
