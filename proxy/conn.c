@@ -34,6 +34,7 @@ static void client_read_cb(struct bufferevent *bev, void *arg);
 static void client_write_cb(struct bufferevent *bev, void *arg);
 static void client_event_cb(struct bufferevent *bev, short what, void *arg);
 static void read_head(struct conn *c);
+static void next_request(struct conn *c);
 static void handshake_done(struct conn *c);
 static void handshake_failed(struct conn *c, short what);
 static void log_handshake_failure(struct conn *c, enum reason why, unsigned long ssl_error);
@@ -48,7 +49,8 @@ conn_set_state(struct conn *c, enum conn_state to)
     case CONN_IDLE:
         /* after a handshake, after an exchange, or after a request trident answered itself */
         assert(c->state == CONN_HANDSHAKE || c->state == CONN_STREAMING ||
-               c->state == CONN_READING_HEAD);
+               c->state == CONN_READING_HEAD || c->state == CONN_BUFFERING_BODY ||
+               c->state == CONN_CONNECTING_UPSTREAM);
         break;
     case CONN_READING_HEAD: assert(c->state == CONN_IDLE); break;
     case CONN_BUFFERING_BODY: assert(c->state == CONN_READING_HEAD); break;
@@ -256,21 +258,40 @@ conn_close_after_flush(struct conn *c)
         closing_flushed(c);
 }
 
+/* A gateway error (502/503/504) after a complete, valid request leaves the connection usable,
+ * as nginx and HAProxy do: a client of a failing provider is not made to reconnect. Anything
+ * else closes: the rest of the connection's bytes cannot be trusted. */
+static bool
+error_keeps_connection(const struct conn *c, int status)
+{
+    return c->x.keep_alive && c->req_phase == REQ_DONE && c->req.head_complete &&
+           (status == 502 || status == 503 || status == 504) &&
+           (c->state == CONN_READING_HEAD || c->state == CONN_BUFFERING_BODY ||
+            c->state == CONN_CONNECTING_UPSTREAM || c->state == CONN_STREAMING);
+}
+
 void
 conn_answer(struct conn *c, int status, enum reason why, int retry_after, const char *html,
             size_t html_len)
 {
+    bool keep = false;
+
     if (c->x.reason == REASON_NONE)
         c->x.reason = why;
     conn_drop_hedge(c);
     conn_drop_upstream(c);
     if (!conn_response_started(c) && c->state != CONN_TUNNEL) {
+        keep = error_keeps_connection(c, status);
         assign_request_id(c);
         c->x.status = status;
         c->x.bytes_out += errpage_write_full(
             bufferevent_get_output(c->bev), status, c->x.id,
-            c->req.head_complete && c->req.parser.method == HTTP_HEAD, retry_after, html,
+            c->req.head_complete && c->req.parser.method == HTTP_HEAD, keep, retry_after, html,
             html_len);
+    }
+    if (keep) {
+        next_request(c);
+        return;
     }
     c->x.keep_alive = false;
     conn_close_after_flush(c);

@@ -26,7 +26,7 @@ errpage_reason(int status)
 
 size_t
 errpage_write_full(struct evbuffer *out, int status, const char *request_id, int head_only,
-                   int retry_after, const char *html, size_t html_len)
+                   int keep_alive, int retry_after, const char *html, size_t html_len)
 {
     char json[256], head[640], retry[40] = "";
     const char *reason = errpage_reason(status);
@@ -49,11 +49,11 @@ errpage_write_full(struct evbuffer *out, int status, const char *request_id, int
                     "Content-Length: %zu\r\n"
                     "Cache-Control: no-store\r\n"
                     "X-Request-Id: %s\r\n"
-                    "%s%s"
-                    "Connection: close\r\n\r\n",
+                    "%s%s%s\r\n",
                     status, reason, html != NULL ? "text/html; charset=utf-8" : "application/json",
                     blen, request_id, retry,
-                    status == 405 ? "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n" : "");
+                    status == 405 ? "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n" : "",
+                    keep_alive ? "" : "Connection: close\r\n");
     evbuffer_add(out, head, (size_t)hlen);
     if (!head_only)
         evbuffer_add(out, body, blen);
@@ -63,7 +63,7 @@ errpage_write_full(struct evbuffer *out, int status, const char *request_id, int
 size_t
 errpage_write(struct evbuffer *out, int status, const char *request_id, int head_only)
 {
-    return errpage_write_full(out, status, request_id, head_only, 0, NULL, 0);
+    return errpage_write_full(out, status, request_id, head_only, 0, 0, NULL, 0);
 }
 
 size_t

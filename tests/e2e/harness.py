@@ -850,7 +850,7 @@ class Upstream:
     (without saying so), like a server whose keep-alive timeout is tiny."""
 
     def __init__(self, host, handler=None, name=None, close_idle=False, keep_limit=16 << 20,
-                 expect_handler=None, head_handler=None, backlog=128):
+                 expect_handler=None, head_handler=None, backlog=128, port=0):
         self.host = host
         self.name = name or f"up-{host}"
         self.handler = handler or default_handler
@@ -870,7 +870,7 @@ class Upstream:
         self._stop = False
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind((host, 0))
+        self.lsock.bind((host, port))  # a given port: a server restarted where it was
         self.lsock.listen(backlog)
         self.port = self.lsock.getsockname()[1]
         self.address = f"{host}:{self.port}"
@@ -1350,9 +1350,11 @@ class E2ETestCase(unittest.TestCase):
     def trident(self, config, **kw):
         return Trident(config, net=self.net, **kw)
 
-    def assertErrorPage(self, resp, status):
+    def assertErrorPage(self, resp, status, closes=None):
         """trident's own error response: status, JSON body with status/error/request_id,
-        X-Request-Id header equal to the body's, Connection: close."""
+        X-Request-Id header equal to the body's. A client error (4xx) says Connection: close; a
+        gateway error (502/503/504) after a valid request keeps the connection (closes=None
+        picks by status; True/False asserts it either way)."""
         self.assertEqual(resp.status, status, resp)
         self.assertTrue(resp.complete, resp)
         body = resp.json()
@@ -1362,5 +1364,10 @@ class E2ETestCase(unittest.TestCase):
         rid = resp.headers.get("x-request-id")
         self.assertTrue(rid, "error response without X-Request-Id")
         self.assertEqual(body.get("request_id"), rid)
-        self.assertIn("close", resp.headers.tokens("connection"))
+        if closes is None:
+            closes = status not in (502, 503, 504)
+        if closes:
+            self.assertIn("close", resp.headers.tokens("connection"))
+        else:
+            self.assertNotIn("close", resp.headers.tokens("connection"))
         return body

@@ -175,7 +175,8 @@ class NotTunnelled(E2ETestCase):
             c.request("GET", "/plain")
             r = c.read_response()
             self.assertErrorPage(r, 502)
-            self.assertTrue(c.closed_by_peer())
+            # still plain HTTP on that connection: the next request is answered, not tunnelled
+            self.assertEqual(c.exchange("GET", "/after").status, 502)
 
 
 if __name__ == "__main__":
