@@ -53,6 +53,7 @@ struct hserver {
 };
 
 struct health {
+    atomic_int refs;
     struct config *cfg;
     struct event_base *base;
     pthread_t thread;
@@ -116,7 +117,6 @@ journal_add(struct health *h, const struct hserver *s, enum health_state from,
 {
     struct journal_entry e = {
         .time_ms = clock_wall_ms(),
-        .server = (uint32_t)s->index,
         .from = (uint8_t)from,
         .to = (uint8_t)s->st.health,
         .admin = (uint8_t)s->st.admin,
@@ -124,6 +124,7 @@ journal_add(struct health *h, const struct hserver *s, enum health_state from,
         .status = status,
     };
 
+    snprintf(e.server, sizeof(e.server), "%s", s->conf->id);
     pthread_mutex_lock(&h->lock);
     h->journal[h->journal_head] = e;
     h->journal_head = (h->journal_head + 1) % h->journal_size;
@@ -181,7 +182,9 @@ apply(struct hserver *s, enum sm_change change, enum health_state from, enum che
     log_change(s, from, why, status);
     journal_add(s->h, s, from, why, status);
     publish(s, why, status);
-    if (change == SM_WENT_DOWN) {
+    /* Only a server that was up and failed counts for the breaker: servers found down at
+     * start-up (unknown to down) say nothing about a provider failing now. */
+    if (change == SM_WENT_DOWN && from == HEALTH_UP) {
         s->down_at_us = clock_mono_us();
         if (why != CHECK_BREAKER)
             breaker_check(s->h, s);
@@ -452,6 +455,39 @@ init_server(struct health *h, struct hserver *s, size_t ci, size_t si, size_t in
     return 0;
 }
 
+/* A reload: servers that existed before keep their state (and need no first verdict), so a
+ * reload never makes a healthy server wait for a check, nor a down one take traffic. */
+static void
+carry_over(struct health *h, const struct health *prev)
+{
+    for (size_t i = 0; i < h->n; i++) {
+        struct hserver *s = &h->servers[i];
+        for (size_t j = 0; j < prev->n; j++) {
+            const struct hserver *o = &prev->servers[j];
+            if (strcmp(o->conf->id, s->conf->id) != 0)
+                continue;
+            s->st = o->st;
+            s->down_at_us = o->down_at_us;
+            if (s->hc != NULL && o->st.health != HEALTH_UNKNOWN && !s->first_verdict) {
+                s->first_verdict = true;
+                h->awaiting_first--;
+            }
+            if (s->hc == NULL && s->st.health == HEALTH_DOWN)
+                schedule(s, false); /* the rest of an unchecked server's ejection */
+            atomic_store(&h->table.servers[i].transitions,
+                         atomic_load(&prev->table.servers[j].transitions));
+            break;
+        }
+    }
+    /* the most recent entries, oldest first */
+    size_t n = prev->journal_count < h->journal_size ? prev->journal_count : h->journal_size;
+    for (size_t k = 0; k < n; k++)
+        h->journal[k] =
+            prev->journal[(prev->journal_head + prev->journal_size - n + k) % prev->journal_size];
+    h->journal_count = n;
+    h->journal_head = n % h->journal_size;
+}
+
 static void
 publish_initial(struct health *h)
 {
@@ -459,11 +495,13 @@ publish_initial(struct health *h)
         struct server_shared *sh = &h->table.servers[i];
         atomic_store(&sh->usable, server_state_usable(&h->servers[i].st));
         atomic_store(&sh->health, (uint8_t)h->servers[i].st.health);
+        atomic_store(&sh->admin, (uint8_t)h->servers[i].st.admin);
+        atomic_store(&sh->up_since_us, h->servers[i].st.since_us);
     }
 }
 
 static int
-build(struct health *h, char *err, size_t errlen)
+build(struct health *h, const struct health *prev, char *err, size_t errlen)
 {
     size_t index = 0;
 
@@ -491,13 +529,15 @@ build(struct health *h, char *err, size_t errlen)
             if (init_server(h, &h->servers[index], ci, si, index) < 0)
                 return -1;
     }
+    if (prev != NULL)
+        carry_over(h, prev);
     publish_initial(h);
     return 0;
 }
 
 struct health *
-health_new(struct config *cfg, void (*notify)(void *arg), void *notify_arg, char *err,
-           size_t errlen)
+health_new(struct config *cfg, const struct health *prev, void (*notify)(void *arg),
+           void *notify_arg, char *err, size_t errlen)
 {
     struct health *h = calloc(1, sizeof(*h));
     int rc;
@@ -506,6 +546,7 @@ health_new(struct config *cfg, void (*notify)(void *arg), void *notify_arg, char
         snprintf(err, errlen, "health: out of memory");
         return NULL;
     }
+    atomic_init(&h->refs, 1);
     h->cfg = config_ref(cfg);
     h->n = h->table.n = cfg->nservers;
     h->notify = notify;
@@ -519,11 +560,11 @@ health_new(struct config *cfg, void (*notify)(void *arg), void *notify_arg, char
         pthread_cond_init(&h->ready_cond, &a);
         pthread_condattr_destroy(&a);
     }
-    rc = build(h, err, errlen);
+    rc = build(h, prev, err, errlen);
     if (rc < 0) {
         if (rc == -1)
             snprintf(err, errlen, "health: out of memory");
-        health_free(h);
+        health_unref(h);
         return NULL;
     }
     return h;
@@ -573,7 +614,7 @@ health_start(struct health *h, int wait_ms)
     while (h->awaiting_first > 0)
         if (pthread_cond_timedwait(&h->ready_cond, &h->ready_lock, &until) != 0)
             break;
-    if (h->awaiting_first > 0)
+    if (h->awaiting_first > 0 && wait_ms > 0)
         log_warn("health: %zu servers without a first verdict after %d ms; starting anyway "
                  "(they take no traffic until they answer)", h->awaiting_first, wait_ms);
     pthread_mutex_unlock(&h->ready_lock);
@@ -590,10 +631,17 @@ health_stop(struct health *h)
     h->stopped = true;
 }
 
-void
-health_free(struct health *h)
+struct health *
+health_ref(struct health *h)
 {
-    if (h == NULL)
+    atomic_fetch_add(&h->refs, 1);
+    return h;
+}
+
+void
+health_unref(struct health *h)
+{
+    if (h == NULL || atomic_fetch_sub(&h->refs, 1) != 1)
         return;
     health_stop(h);
     for (size_t i = 0; h->servers != NULL && i < h->n; i++) {

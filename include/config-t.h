@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "addr.h"
+#include "cidr.h"
 
 enum balance_kind {
     BALANCE_ROUND_ROBIN, /* smooth weighted round-robin */
@@ -174,8 +175,27 @@ struct log_conf {
     int error_level; /* enum log_level */
 };
 
+/* A bearer token of the admin endpoint: only its SHA-256 is kept in the file. */
+struct admin_token {
+    char *name;   /* written to the audit log */
+    char *sha256; /* 64 hex digits */
+    uint8_t digest[32]; /* parsed when the config loads */
+};
+
+struct admin_conf {
+    char *address;               /* default loopback */
+    struct addr addr;
+    struct admin_token *tokens;  /* mutating calls need one of these */
+    size_t ntokens;
+    char **allow;                /* CIDR allowlist for the whole endpoint; none: everyone */
+    size_t nallow;
+    struct cidr *allow_nets;     /* `allow`, parsed when the config loads */
+    char *audit_log;             /* "stderr" or a file path */
+};
+
 struct config {
     atomic_int refs;
+    char *instance_id;      /* names this instance in /status, metrics and (later) Redis */
     int workers;
     struct listener_conf *listeners;
     size_t nlisteners;
@@ -186,6 +206,8 @@ struct config {
     size_t nclusters;
     size_t nservers; /* all servers of all clusters */
     struct failover_conf failover;
+    struct admin_conf *admin; /* NULL: no admin endpoint */
+    char *path;               /* the file it was loaded from (for reloads); NULL from text */
 };
 
 #endif

@@ -24,6 +24,8 @@ enum cfg_type {
     CFG_BOOL,   /* JSON true/false into a bool */
     CFG_PATH,   /* CFG_STRING naming a file that must be readable when the config loads */
     CFG_SECTION, /* optional object into a calloc'd struct; the pointer stays NULL if absent */
+    CFG_STRINGS, /* array of strings into a calloc'd char ** and a size_t count; each string's
+                    length min..max, the array's item count 0..count_max */
 };
 
 enum cfg_flags {
@@ -47,6 +49,7 @@ struct cfg_field {
     const struct cfg_object *child; /* CFG_OBJECT, CFG_ARRAY, CFG_SECTION: the item's schema */
     size_t count_offset;            /* CFG_ARRAY: size_t item count inside the enclosing struct */
     size_t addr_offset;             /* CFG_ADDR: struct addr inside the enclosing struct */
+    int64_t count_max;              /* CFG_STRINGS: most items */
     const char *doc;
 };
 

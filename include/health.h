@@ -75,10 +75,19 @@ enum passive_event {
 
 struct health;
 
-/* Build (not start) the health thread for cfg (takes a reference). `notify` is called from the
- * health thread whenever a server's usability changed. Returns NULL with the reason in err. */
-struct health *health_new(struct config *cfg, void (*notify)(void *arg), void *notify_arg,
-                          char *err, size_t errlen);
+/* Build (not start) the health thread for cfg (takes a reference), with one reference. `notify`
+ * is called from the health thread whenever a server's usability changed. With `prev` (a reload),
+ * servers with the same id keep their state and the journal carries on. Returns NULL with the
+ * reason in err. */
+struct health *health_new(struct config *cfg, const struct health *prev,
+                          void (*notify)(void *arg), void *notify_arg, char *err, size_t errlen);
+
+/* Another reference (a router reads the table while it lives). Any thread. */
+struct health *health_ref(struct health *h);
+
+/* Drop a reference; the last one stops the thread (if still running) and frees everything, the
+ * table included. Accepts NULL. Any thread but the health thread itself. */
+void health_unref(struct health *h);
 
 /* The table workers read. Valid until health_free(). */
 struct health_table *health_table(struct health *h);
@@ -96,13 +105,10 @@ void health_set_admin(struct health *h, size_t index, enum admin_state admin);
 /* Stop the thread (no more notify calls after it returns); the table stays readable. */
 void health_stop(struct health *h);
 
-/* Stop if needed and free everything, the table included. Accepts NULL. */
-void health_free(struct health *h);
-
 /* One journal entry: a state change, for the admin endpoint. */
 struct journal_entry {
     long long time_ms;   /* wall clock */
-    uint32_t server;     /* index into the config's servers */
+    char server[65];     /* id (indexes change across reloads) */
     uint8_t from, to;    /* enum health_state */
     uint8_t admin;       /* enum admin_state after the change */
     uint8_t reason;      /* enum check_reason */

@@ -11,7 +11,9 @@
 
 #include "addr.h"
 
-/* A non-blocking listening socket bound to a, or -1 with the reason in err. */
-int listener_open(const struct addr *a, int backlog, char *err, size_t errlen);
+/* A non-blocking listening socket bound to a, or -1 with the reason in err. `reuseport`: one
+ * socket per worker (data listeners); without it the address is this socket's alone (the admin
+ * endpoint: a second process on the same port must fail, not share it). */
+int listener_open(const struct addr *a, int backlog, int reuseport, char *err, size_t errlen);
 
 #endif

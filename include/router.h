@@ -13,12 +13,15 @@
 
 #include "balancer.h"
 #include "config-t.h"
+#include "stats.h"
 #include "upstream_pool.h"
 
 #include <openssl/ssl.h>
 
 struct cluster_rt;
 struct health_table;
+struct server_stats;
+struct stats;
 struct tls_client;
 
 struct server_rt {
@@ -30,6 +33,7 @@ struct server_rt {
     struct upstream_pool pool;
     char tls_name[256];         /* TLS: SNI and the name its certificate must carry */
     SSL_SESSION *tls_session;   /* TLS: the last session, resumed by the next connection */
+    struct server_stats *stats; /* this worker's counters for the server; NULL: not counted */
 };
 
 struct cluster_rt {
@@ -45,7 +49,9 @@ struct cluster_rt {
 };
 
 struct router {
+    int refs;           /* the worker's and each connection's (one thread: not atomic) */
     struct config *cfg; /* a reference: the router lives as long as the snapshot it routes by */
+    struct health *health;      /* a reference, or NULL (tools, tests) */
     struct cluster_rt *clusters;
     struct balancer_peer *cluster_peers;
     size_t nclusters;
@@ -63,17 +69,30 @@ struct pick_avoid {
     const char *provider;
 };
 
-/* Build the routing state for cfg (takes its own reference), reading server states from `table`
- * (may be NULL), including the TLS client contexts of clusters that speak TLS. Returns NULL with
- * the reason in err. */
-struct router *router_new(struct config *cfg, struct health_table *table, char *err,
-                          size_t errlen);
+/* Build the routing state for cfg (takes its own reference), reading server states from
+ * `health`'s table (takes a reference; may be NULL) and counting into worker `worker`'s slots of
+ * `stats` (may be NULL), including the TLS client contexts of clusters that speak TLS. Returns a
+ * router with one reference, or NULL with the reason in err. */
+struct router *router_new(struct config *cfg, struct health *health, struct stats *stats,
+                          int worker, char *err, size_t errlen);
 
-/* Free the router, its pools' idle connections and its config reference. Accepts NULL. */
-void router_free(struct router *r);
+/* References from the owning worker's thread only. The last unref frees the router, its pools'
+ * idle connections, and its config and health references. router_unref accepts NULL. */
+static inline struct router *
+router_ref(struct router *r)
+{
+    r->refs++;
+    return r;
+}
+
+void router_unref(struct router *r);
 
 /* Choose a server for a request, or NULL when none can take one. `avoid` may be NULL. */
 struct server_rt *router_pick(struct router *r, const struct pick_avoid *avoid);
+
+/* Whether server s takes new requests right now (the health table, not the last computed peers):
+ * a connection to a server that went down mid-request must not go back to a pool. */
+bool router_server_usable(const struct router *r, const struct server_rt *s);
 
 /* Whether any cluster can take a request (for the all-down answer). */
 bool router_any_usable(struct router *r);
@@ -86,17 +105,8 @@ void router_observe_latency(struct cluster_rt *c, uint64_t us);
 void router_hedge_credit(struct router *r, int pct);
 bool router_hedge_take(struct router *r, int pct);
 
-/* A request starts / stops using s (least_conn counts these). */
-static inline void
-router_begin(struct server_rt *s)
-{
-    s->peer->active++;
-}
-
-static inline void
-router_end(struct server_rt *s)
-{
-    s->peer->active--;
-}
+/* A request starts / stops using s (least_conn counts these; so does the active gauge). */
+void router_begin(struct server_rt *s);
+void router_end(struct server_rt *s);
 
 #endif

@@ -2,8 +2,13 @@
  * worker: one thread, one event loop, and everything registered on it: its listening sockets (one
  * per configured address, SO_REUSEPORT), its client connections, its router with the upstream
  * pools, its access-log batcher and request-id generator. Nothing here is shared with another
- * worker; the main thread talks to a worker only through worker_request_*(), which set an atomic
- * command and wake the loop with event_active().
+ * worker; the main thread talks to a worker only through worker_request() and
+ * worker_set_generation(), which hand over through atomics and wake the loop with event_active().
+ *
+ * A generation is what a configuration means for one worker: the config, a router built for
+ * this worker, the health thread to report to, and a plan for each listener (keep an existing
+ * socket, or listen on a new one). The first generation is applied before the thread starts; a
+ * reload hands over the next. Connections finish on the router and listener they started with.
  */
 #ifndef TRIDENT_WORKER_H
 #define TRIDENT_WORKER_H
@@ -21,17 +26,52 @@
 
 struct conn;
 struct health;
+struct router;
+struct stats;
 struct tls_server;
 struct worker;
 
 /* One configured listener inside one worker: its socket and, for TLS, the context new connections
- * use (swapped when certificates are reloaded; connections keep the one they started with). */
+ * use. Reference-counted by the worker and by each connection accepted on it (worker thread only),
+ * so a reload can move its socket to the next generation while old connections still use it. */
 struct listener_rt {
-    struct evconnlistener *ev;
+    int refs;
+    struct evconnlistener *ev;    /* NULL once the socket moved on or closed */
+    struct config *cfg;           /* a reference: conf points into it */
     const struct listener_conf *conf;
-    struct tls_server *tls; /* a reference; NULL for plain listeners */
+    struct tls_server *tls;       /* a reference; NULL for plain listeners */
     struct worker *w;
+    struct listener_stats *stats; /* this worker's counters for the listener */
 };
+
+/* Drop a reference to a listener (worker thread). */
+void listener_rt_unref(struct listener_rt *l);
+
+struct listener_plan {
+    bool keep;                /* take over the current socket bound to the same address */
+    int fd;                   /* !keep: a new listening socket (owned by the plan) */
+    struct tls_server *tls;   /* a reference, or NULL */
+};
+
+struct worker_generation {
+    struct config *cfg;       /* a reference */
+    struct router *router;    /* built for this worker (a reference) */
+    struct health *health;    /* where passive failures go (a reference), or NULL */
+    struct stats *stats;      /* counters (shared, not owned) */
+    struct listener_plan *plan; /* cfg->nlisteners entries */
+    char *maintenance_page;   /* failover.maintenance_page's contents (owned), or NULL */
+    size_t maintenance_len;
+};
+
+/* A generation for worker `id` on cfg: its router and maintenance page, and a plan of
+ * cfg->nlisteners entries set to "nothing" (keep false, fd -1), for the caller to fill. NULL with
+ * the reason in err. */
+struct worker_generation *worker_generation_new(struct config *cfg, struct health *health,
+                                                struct stats *stats, int id, char *err,
+                                                size_t errlen);
+
+/* Free a generation that was not handed to a worker: closes its sockets, drops its references. */
+void worker_generation_free(struct worker_generation *g);
 
 enum worker_state {
     WORKER_RUNNING,  /* accepting and serving */
@@ -40,9 +80,9 @@ enum worker_state {
 
 /* Commands from the main thread, as bits: several may be pending at once. */
 enum worker_cmd {
-    WORKER_CMD_DRAIN = 1 << 0, /* graceful: stop accepting, finish in-flight requests */
-    WORKER_CMD_STOP = 1 << 1,  /* now: close every connection */
-    WORKER_CMD_TLS = 1 << 2,   /* take the TLS contexts waiting in pending_tls */
+    WORKER_CMD_DRAIN = 1 << 0,  /* graceful: stop accepting, finish in-flight requests */
+    WORKER_CMD_STOP = 1 << 1,   /* now: close every connection */
+    WORKER_CMD_RELOAD = 1 << 2, /* take the generation waiting in pending */
     WORKER_CMD_HEALTH = 1 << 3, /* server states changed: drop what went to servers now down */
 };
 
@@ -53,17 +93,17 @@ struct worker {
     bool started;           /* the thread runs (or ran) and must be joined */
     struct event_base *base;
     struct config *cfg;     /* the snapshot new connections start with (a reference) */
-    struct router *router;  /* routes requests of connections started on cfg */
-    struct health *health;  /* receives passive failure reports (shared, not owned) */
+    struct router *router;  /* routes requests of new connections (a reference) */
+    struct health *health;  /* receives passive failure reports (a reference) */
     char *maintenance_page; /* failover.maintenance_page's contents, or NULL */
     size_t maintenance_len;
     struct access_log *alog;
     struct reqid_gen reqids;
-    struct listener_rt *listeners;
+    struct listener_rt **listeners;
     size_t nlisteners;
     struct event *ctl_ev;       /* woken by another thread: read `cmd` */
     atomic_int cmd;             /* enum worker_cmd bits */
-    struct tls_server **_Atomic pending_tls; /* WORKER_CMD_TLS: one per listener, owned */
+    struct worker_generation *_Atomic pending; /* WORKER_CMD_RELOAD: the next generation */
     atomic_uint_fast64_t reasons[REASON_COUNT]; /* outcomes counted (read by other threads) */
     struct event *drain_ev;     /* the drain deadline */
     struct event *retry_ev;     /* resumes accepting after an accept error (EMFILE) */
@@ -76,14 +116,10 @@ struct worker {
     bool accept_paused;         /* listeners disabled: at max_conns or after an accept error */
 };
 
-/* Build a worker on cfg (takes a reference) with listening sockets fds[0..nfds) (takes them),
- * one per cfg->listeners entry, their TLS contexts tls[0..nfds) (takes a reference to each
- * non-NULL one), the health thread (shared, not owned), the access-log fd (shared, not owned)
- * and main's exit notification event.
- * Returns NULL with the reason in err. */
-struct worker *worker_new(int id, struct config *cfg, const int *fds, struct tls_server **tls,
-                          struct health *health, int alog_fd, struct event *exit_notify, char *err,
-                          size_t errlen);
+/* Build worker `id` with its first generation (taken, whatever the outcome), the access-log fd
+ * (shared, not owned) and main's exit notification event. NULL with the reason in err. */
+struct worker *worker_new(int id, struct worker_generation *g, int alog_fd,
+                          struct event *exit_notify, char *err, size_t errlen);
 
 /* Start the worker's thread. Returns 0 or -1. */
 int worker_start(struct worker *w);
@@ -91,9 +127,8 @@ int worker_start(struct worker *w);
 /* From any thread: ask for a graceful drain, or for an immediate stop. */
 void worker_request(struct worker *w, enum worker_cmd cmd);
 
-/* From any thread: new connections on each listener use tls[i] from now on. Takes ownership of
- * the array and of one reference per non-NULL entry. */
-void worker_set_tls(struct worker *w, struct tls_server **tls);
+/* From any thread: new connections use generation g from now on. Takes ownership of g. */
+void worker_set_generation(struct worker *w, struct worker_generation *g);
 
 /* Count one occurrence of an outcome (any thread may read the counters). */
 static inline void

@@ -3,11 +3,13 @@
  * several fields (duplicates, totals). Also the reference counting that lets threads share one
  * immutable config. It does not apply a config (worker.c and main.c do).
  */
+#include <ctype.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "config_schema.h"
@@ -175,6 +177,73 @@ check_clusters(struct config *cfg, struct config_error *err)
     return 0;
 }
 
+static int
+hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+static int
+check_admin(struct config *cfg, struct config_error *err)
+{
+    struct admin_conf *a = cfg->admin;
+
+    if (a == NULL)
+        return 0;
+    for (size_t i = 0; i < a->ntokens; i++) {
+        for (int j = 0; j < 32; j++) {
+            int hi = hexval(a->tokens[i].sha256[2 * j]), lo = hexval(a->tokens[i].sha256[2 * j + 1]);
+            if (hi < 0 || lo < 0)
+                return cross_fail(err, "admin.tokens[%zu].sha256: expected 64 hex digits", i);
+            a->tokens[i].digest[j] = (uint8_t)(hi << 4 | lo);
+        }
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(a->tokens[i].name, a->tokens[j].name) == 0)
+                return cross_fail(err, "admin.tokens[%zu].name: duplicate name \"%s\"", i,
+                                  a->tokens[i].name);
+    }
+    a->allow_nets = calloc(a->nallow ? a->nallow : 1, sizeof(*a->allow_nets));
+    if (a->allow_nets == NULL)
+        return cross_fail(err, "admin.allow: out of memory");
+    for (size_t i = 0; i < a->nallow; i++)
+        if (cidr_parse(a->allow[i], &a->allow_nets[i]) < 0)
+            return cross_fail(err, "admin.allow[%zu]: expected an address or a network such as "
+                                   "10.0.0.0/8 or ::1/128", i);
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        if (addr_equal(&cfg->listeners[i].addr, &a->addr))
+            return cross_fail(err, "admin.address: same address as listeners[%zu]", i);
+    return 0;
+}
+
+/* The host name, cut to what a name may hold. */
+static int
+default_instance_id(struct config *cfg, struct config_error *err)
+{
+    char host[65] = "trident";
+
+    if (cfg->instance_id != NULL)
+        return 0;
+    gethostname(host, sizeof(host) - 1);
+    for (char *p = host; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '.' && *p != '_' && *p != '-')
+            *p = '-';
+    cfg->instance_id = strdup(host[0] ? host : "trident");
+    return cfg->instance_id != NULL ? 0 : cross_fail(err, "instance_id: out of memory");
+}
+
+static void
+config_free(struct config *cfg)
+{
+    if (cfg->admin != NULL)
+        free(cfg->admin->allow_nets);
+    cfg_free(&cfg_root, cfg);
+    free(cfg->path);
+    free(cfg);
+}
+
 static struct config *
 config_from_json(json_t *root, struct config_error *err)
 {
@@ -187,12 +256,12 @@ config_from_json(json_t *root, struct config_error *err)
     atomic_init(&cfg->refs, 1);
     if (cfg_walk(&cfg_root, root, cfg, err->msg, sizeof(err->msg)) < 0)
         goto fail;
-    if (check_listeners(cfg, err) < 0 || check_clusters(cfg, err) < 0)
+    if (check_listeners(cfg, err) < 0 || check_clusters(cfg, err) < 0 ||
+        check_admin(cfg, err) < 0 || default_instance_id(cfg, err) < 0)
         goto fail;
     return cfg;
 fail:
-    cfg_free(&cfg_root, cfg);
-    free(cfg);
+    config_free(cfg);
     return NULL;
 }
 
@@ -217,8 +286,14 @@ config_load(const char *path, struct config_error *err)
     json_error_t jerr;
     /* Duplicate keys are refused: with them the file would not mean what it says. */
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    struct config *cfg = config_from_loaded(root, &jerr, path, err);
 
-    return config_from_loaded(root, &jerr, path, err);
+    if (cfg != NULL && (cfg->path = strdup(path)) == NULL) {
+        config_unref(cfg);
+        cross_fail(err, "%s: out of memory", path);
+        return NULL;
+    }
+    return cfg;
 }
 
 struct config *
@@ -244,8 +319,7 @@ config_unref(struct config *cfg)
         return;
     if (atomic_fetch_sub_explicit(&cfg->refs, 1, memory_order_acq_rel) != 1)
         return;
-    cfg_free(&cfg_root, cfg);
-    free(cfg);
+    config_free(cfg);
 }
 
 const struct server_conf *

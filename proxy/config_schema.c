@@ -300,7 +300,35 @@ static const struct cfg_field failover_fields[] = {
 };
 static const struct cfg_object failover_schema = {0, FIELDS(failover_fields)};
 
+static const struct cfg_field admin_token_fields[] = {
+    {.key = "name", .type = CFG_NAME, .offset = offsetof(struct admin_token, name),
+     .flags = CFG_REQUIRED, .doc = "Who holds the token (written to the audit log)"},
+    {.key = "sha256", .type = CFG_STRING, .offset = offsetof(struct admin_token, sha256),
+     .min = 64, .max = 64, .flags = CFG_REQUIRED,
+     .doc = "SHA-256 of the token, 64 hex digits (e.g. `printf %s TOKEN | sha256sum`)"},
+};
+static const struct cfg_object admin_token_schema = {sizeof(struct admin_token),
+                                                     FIELDS(admin_token_fields)};
+
+static const struct cfg_field admin_fields[] = {
+    {.key = "address", .type = CFG_ADDR, .offset = offsetof(struct admin_conf, address),
+     .addr_offset = offsetof(struct admin_conf, addr), .def_str = "127.0.0.1:9901",
+     .flags = CFG_PASSIVE, .doc = "host:port of the admin endpoint (loopback by default)"},
+    {.key = "tokens", .type = CFG_ARRAY, .offset = offsetof(struct admin_conf, tokens),
+     .count_offset = offsetof(struct admin_conf, ntokens), .child = &admin_token_schema,
+     .min = 0, .max = 64, .doc = "Bearer tokens for mutating calls; none: mutating calls refused"},
+    {.key = "allow", .type = CFG_STRINGS, .offset = offsetof(struct admin_conf, allow),
+     .count_offset = offsetof(struct admin_conf, nallow), .min = 1, .max = 64, .count_max = 256,
+     .doc = "CIDR allowlist for the whole endpoint (e.g. \"10.0.0.0/8\"); empty: no limit"},
+    {.key = "audit_log", .type = CFG_STRING, .offset = offsetof(struct admin_conf, audit_log),
+     .min = 1, .max = 4096, .def_str = "stderr",
+     .doc = "Where mutating calls are recorded: \"stderr\" or a file path"},
+};
+static const struct cfg_object admin_schema = {sizeof(struct admin_conf), FIELDS(admin_fields)};
+
 static const struct cfg_field root_fields[] = {
+    {.key = "instance_id", .type = CFG_NAME, .offset = offsetof(struct config, instance_id),
+     .def_doc = "the host name", .doc = "Names this instance in /status and metrics"},
     {.key = "workers", .type = CFG_INT, .offset = offsetof(struct config, workers), .min = 1,
      .max = 256, .def_fn = online_cpus, .def_doc = "online CPUs",
      .doc = "Worker threads, each with its own event loop and listening sockets"},
@@ -319,6 +347,9 @@ static const struct cfg_field root_fields[] = {
      .doc = "Upstream clusters, one per hosting provider, all active at once"},
     {.key = "failover", .type = CFG_OBJECT, .offset = offsetof(struct config, failover),
      .child = &failover_schema, .doc = "Retries, hedging, the provider breaker, start-up"},
+    {.key = "admin", .type = CFG_SECTION, .offset = offsetof(struct config, admin),
+     .child = &admin_schema, .doc = "Present: the admin HTTP endpoint (status, metrics, drain, "
+                                    "reload)"},
 };
 const struct cfg_object cfg_root = {sizeof(struct config), FIELDS(root_fields)};
 
@@ -503,6 +534,42 @@ walk_array(const struct cfg_field *f, json_t *v, char *base, struct path *p, cha
 }
 
 static int
+walk_strings(const struct cfg_field *f, json_t *v, char *base, struct path *p, char *err,
+             size_t errlen)
+{
+    size_t n;
+    char **items;
+
+    if (!json_is_array(v))
+        return fail(err, errlen, p, "expected an array of strings, got %s", json_type_name(v));
+    n = json_array_size(v);
+    if ((int64_t)n > f->count_max)
+        return fail(err, errlen, p, "expected at most %lld items, got %zu",
+                    (long long)f->count_max, n);
+    items = calloc(n ? n : 1, sizeof(*items));
+    if (items == NULL)
+        return fail(err, errlen, p, "out of memory");
+    *(char ***)(void *)(base + f->offset) = items;
+    *(size_t *)(void *)(base + f->count_offset) = n;
+    for (size_t i = 0; i < n; i++) {
+        json_t *item = json_array_get(v, i);
+        size_t old = path_push_index(p, i);
+        size_t len = json_is_string(item) ? json_string_length(item) : 0;
+
+        if (!json_is_string(item) || (int64_t)len < f->min || (int64_t)len > f->max ||
+            strlen(json_string_value(item)) != len) {
+            fail(err, errlen, p, "expected a string of %lld to %lld characters",
+                 (long long)f->min, (long long)f->max);
+            path_pop(p, old);
+            return -1;
+        }
+        path_pop(p, old);
+        items[i] = strdup(json_string_value(item));
+    }
+    return 0;
+}
+
+static int
 walk_section(const struct cfg_field *f, json_t *v, char *base, struct path *p, char *err,
              size_t errlen)
 {
@@ -555,6 +622,7 @@ walk_default(const struct cfg_field *f, char *base, struct path *p, char *err, s
         json_decref(empty);
         return rc;
     case CFG_ARRAY:
+    case CFG_STRINGS:
     case CFG_SECTION: return 0;
     }
     return 0;
@@ -578,6 +646,7 @@ walk_field(const struct cfg_field *f, json_t *v, char *base, struct path *p, cha
     case CFG_ARRAY: return walk_array(f, v, base, p, err, errlen);
     case CFG_BOOL: return walk_bool(f, v, base, p, err, errlen);
     case CFG_SECTION: return walk_section(f, v, base, p, err, errlen);
+    case CFG_STRINGS: return walk_strings(f, v, base, p, err, errlen);
     }
     return 0;
 }
@@ -649,6 +718,14 @@ cfg_free(const struct cfg_object *obj, void *target)
             *(char **)(void *)(base + f->offset) = NULL;
             break;
         case CFG_OBJECT: cfg_free(f->child, base + f->offset); break;
+        case CFG_STRINGS:
+            n = *(size_t *)(void *)(base + f->count_offset);
+            for (size_t j = 0; j < n; j++)
+                free((*(char ***)(void *)(base + f->offset))[j]);
+            free(*(char ***)(void *)(base + f->offset));
+            *(char ***)(void *)(base + f->offset) = NULL;
+            *(size_t *)(void *)(base + f->count_offset) = 0;
+            break;
         case CFG_SECTION:
             items = *(char **)(void *)(base + f->offset);
             if (items != NULL)
@@ -682,6 +759,7 @@ print_type_and_range(const struct cfg_field *f, FILE *out)
     case CFG_PATH: fprintf(out, "file path"); break;
     case CFG_BOOL: fprintf(out, "boolean"); break;
     case CFG_SECTION: fprintf(out, "object, optional"); break;
+    case CFG_STRINGS: fprintf(out, "array of up to %lld strings", (long long)f->count_max); break;
     case CFG_NAME: fprintf(out, "name ([A-Za-z0-9._-], 1..64)"); break;
     case CFG_ADDR: fprintf(out, "host:port"); break;
     case CFG_OBJECT: fprintf(out, "object"); break;

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "rewrite.h"
 #include "router.h"
+#include "stats.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -167,6 +168,22 @@ log_exchange(struct conn *c)
     access_log_write(c->w->alog, &e);
 }
 
+/* The exchange's share of the listener's and the answering server's counters. */
+static void
+count_exchange(struct conn *c)
+{
+    struct listener_stats *ls = c->listener->stats;
+
+    if (ls != NULL) {
+        stat_add(&ls->requests, 1);
+        stats_observe(ls->duration, &ls->duration_sum_us, clock_mono_us() - c->x.start_us);
+    }
+    if (c->x.server != NULL && c->x.server->stats != NULL) {
+        stat_add(&c->x.server->stats->bytes_in, c->x.bytes_in);
+        stat_add(&c->x.server->stats->bytes_out, c->x.bytes_out);
+    }
+}
+
 /* Ends the open exchange, if any: its log line, and the server's active count. A connection that
  * closes before a whole head arrived and without an answer has no exchange worth a line. */
 static void
@@ -174,8 +191,10 @@ finish_exchange(struct conn *c)
 {
     if (!conn_exchange_open(c))
         return;
-    if (c->req.head_complete || c->x.status != 0)
+    if (c->req.head_complete || c->x.status != 0) {
         log_exchange(c);
+        count_exchange(c);
+    }
     if (c->x.reason != REASON_NONE)
         worker_count(c->w, c->x.reason);
     if (c->x.server != NULL)
@@ -355,7 +374,7 @@ conn_exchange_done(struct conn *c)
                     evbuffer_get_length(bufferevent_get_output(u->bev)) == 0;
 
     c->up = NULL;
-    if (reusable)
+    if (reusable && router_server_usable(c->router, u->server))
         upstream_pool_put(&u->server->pool, u);
     else
         upstream_free(u);
@@ -639,6 +658,7 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
         break;
     case CONN_READING_HEAD: conn_fail(c, 408, REASON_CLIENT_TIMEOUT); break;
     case CONN_TUNNEL: conn_close_now(c, REASON_TUNNEL_IDLE); break;
+    case CONN_CONNECTING_UPSTREAM: /* fall through: the timer is the hedge delay */
     case CONN_STREAMING: conn_hedge_timer(c); break;
     case CONN_IDLE:    /* keep-alive expired: close without a word, as HTTP allows */
     case CONN_CLOSING: /* flush or linger over */
@@ -691,6 +711,8 @@ handshake_done(struct conn *c)
 
     c->tls_version = SSL_get_version(ssl);
     c->tls_cipher = SSL_get_cipher_name(ssl);
+    if (c->listener->stats != NULL)
+        stat_add(&c->listener->stats->handshakes, 1);
     conn_set_state(c, CONN_IDLE);
     conn_arm_timer(c, c->cfg->timeouts.client_header_ms);
 }
@@ -765,9 +787,10 @@ conn_new(struct listener_rt *l, evutil_socket_t fd, const struct sockaddr *sa, s
     }
     c->w = w;
     c->listener = l;
+    l->refs++;
     c->tls = l->tls != NULL ? tls_server_ref(l->tls) : NULL;
-    c->router = w->router;
-    c->cfg = w->cfg;
+    c->router = router_ref(w->router);
+    c->cfg = c->router->cfg;
     describe_client(c, sa);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->bev = client_bev(c, fd);
@@ -825,5 +848,7 @@ conn_free(struct conn *c)
         evbuffer_free(c->body);
     http_msg_release(&c->req);
     tls_server_unref(c->tls);
+    router_unref(c->router);
+    listener_rt_unref(c->listener);
     free(c);
 }

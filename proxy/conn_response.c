@@ -15,6 +15,7 @@
 #include "passive.h"
 #include "rewrite.h"
 #include "router.h"
+#include "stats.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -157,10 +158,12 @@ static void
 attempt_failed(struct conn *c, bool connect_failed, int status, enum reason why,
                enum passive_event ev)
 {
+    if (c->x.server->stats != NULL)
+        stat_add(&c->x.server->stats->failures, 1);
     if (why != REASON_UPSTREAM_BAD_RESPONSE) /* refused, reset, timeouts: the passive kinds */
-        passive_failure(c->w->health, c->x.server, ev);
-    if (c->hedge != NULL && c->hedge->state == UPSTREAM_ACTIVE && !conn_response_started(c)) {
-        conn_promote_hedge(c); /* both were in STREAMING: the hedge is the attempt now */
+        passive_failure(c->router->health, c->x.server, ev);
+    if (c->hedge != NULL && !conn_response_started(c)) {
+        conn_promote_hedge(c); /* the hedge, connected or still connecting, takes over */
         return;
     }
     if (!conn_retry(c, connect_failed, status, why))
@@ -176,10 +179,16 @@ on_head(struct conn *c)
     c->x.header_us = clock_mono_us();
     conn_drop_hedge(c); /* the other attempt, if any, lost */
     evtimer_del(c->timer);
-    passive_response(c->w->health, c->x.server, status);
-    if (c->x.sent_us != 0)
+    passive_response(c->router->health, c->x.server, status);
+    if (c->x.server->stats != NULL)
+        stat_add(&c->x.server->stats->responses[status / 100 <= 5 ? status / 100 : 0], 1);
+    if (c->x.sent_us != 0) {
         router_observe_latency((struct cluster_rt *)c->x.server->cluster,
                                c->x.header_us - c->x.sent_us);
+        if (c->x.server->stats != NULL)
+            stats_observe(c->x.server->stats->latency, &c->x.server->stats->latency_sum_us,
+                          c->x.header_us - c->x.sent_us);
+    }
     if (status == 101)
         on_switching_protocols(c);
     else
@@ -311,7 +320,9 @@ on_hedge_read(void *arg)
     int rc = read_heads(c, c->hedge, false);
 
     if (rc < 0) {
-        passive_failure(c->w->health, c->x.hedge_server, PASSIVE_CONNECT);
+        if (c->x.hedge_server->stats != NULL)
+            stat_add(&c->x.hedge_server->stats->failures, 1);
+        passive_failure(c->router->health, c->x.hedge_server, PASSIVE_CONNECT);
         conn_drop_hedge(c);
     } else if (rc > 0) {
         log_debug("request %s: the hedge to %s answered first", c->x.id,
@@ -320,7 +331,7 @@ on_hedge_read(void *arg)
          * request sent later: a timeout for the passive check (as Envoy counts per-try
          * timeouts). A busy healthy server resets the count with its next success; a hung one
          * is out after a few hedge delays instead of a whole response timeout. */
-        passive_failure(c->w->health, c->x.server, PASSIVE_TIMEOUT);
+        passive_failure(c->router->health, c->x.server, PASSIVE_TIMEOUT);
         conn_promote_hedge(c);
         on_head(c);
     }
@@ -336,7 +347,9 @@ on_hedge_event(void *arg, short what)
 {
     struct conn *c = arg;
 
-    passive_failure(c->w->health, c->x.hedge_server,
+    if (c->x.hedge_server->stats != NULL)
+        stat_add(&c->x.hedge_server->stats->failures, 1);
+    passive_failure(c->router->health, c->x.hedge_server,
                     (what & BEV_EVENT_TIMEOUT) ? PASSIVE_TIMEOUT : PASSIVE_CONNECT);
     conn_drop_hedge(c);
 }

@@ -18,6 +18,7 @@
 #include "passive.h"
 #include "retry.h"
 #include "router.h"
+#include "stats.h"
 #include "worker.h"
 
 #define HEDGE_FIRST_MS 250 /* hedge delay before a cluster has any response time measured */
@@ -110,6 +111,8 @@ conn_upstream_ready(struct conn *c)
     conn_update_flow(c);
 }
 
+static void arm_hedge(struct conn *c);
+
 /* ---- attempts ---------------------------------------------------------------------------------- */
 
 static struct upstream *
@@ -123,6 +126,8 @@ open_upstream(struct conn *c, struct server_rt *s, const struct upstream_handler
         upstream_attach(u, h, c);
         return u;
     }
+    if (s->stats != NULL)
+        stat_add(&s->stats->connections, 1);
     return upstream_connect(bufferevent_get_base(c->bev), s, c->cfg, h, c);
 }
 
@@ -160,7 +165,8 @@ conn_start_attempt(struct conn *c)
     }
     c->x.server = s;
     c->x.tried[c->x.ntried++] = s;
-    c->x.attempts++;
+    if (c->x.attempts++ > 0 && s->stats != NULL)
+        stat_add(&s->stats->retries, 1);
     router_begin(s);
     conn_set_state(c, CONN_CONNECTING_UPSTREAM);
     c->x.connect_start_us = clock_mono_us();
@@ -171,6 +177,8 @@ conn_start_attempt(struct conn *c)
         conn_fail(c, 503, REASON_RESOURCE);
     } else if (pooled) {
         conn_upstream_ready(c);
+    } else {
+        arm_hedge(c); /* a connect into a blackhole is as slow as a silent server */
     }
 }
 
@@ -269,7 +277,8 @@ arm_hedge(struct conn *c)
     conn_arm_timer(c, hedge_delay_ms(c));
 }
 
-/* The hedge delay passed without a response head: the same request to another provider. */
+/* The hedge delay passed without a response head (or without even a connection): the same
+ * request to another provider. */
 void
 conn_hedge_timer(struct conn *c)
 {
@@ -277,7 +286,8 @@ conn_hedge_timer(struct conn *c)
     struct server_rt *s;
     bool pooled;
 
-    if (c->resp_phase != RESP_HEAD || c->hedge != NULL || c->x.ntried >= CONN_MAX_ATTEMPTS)
+    if ((c->state == CONN_STREAMING && c->resp_phase != RESP_HEAD) || c->hedge != NULL ||
+        c->x.ntried >= CONN_MAX_ATTEMPTS)
         return;
     s = router_pick(c->router, &avoid);
     if (s == NULL || strcmp(s->cluster->conf->provider, avoid.provider) == 0 ||
@@ -294,6 +304,8 @@ conn_hedge_timer(struct conn *c)
     c->x.attempts++;
     router_begin(s);
     worker_count(c->w, REASON_HEDGED);
+    if (s->stats != NULL)
+        stat_add(&s->stats->hedges, 1);
     if (pooled)
         conn_hedge_ready(c);
 }
@@ -319,8 +331,9 @@ conn_drop_hedge(struct conn *c)
     c->x.hedge_server = NULL;
 }
 
-/* The hedge answered first (or the primary failed while the hedge is connected): the hedge
- * becomes the exchange's connection; the other is closed. */
+/* The hedge answered first, or the first attempt failed while the hedge runs: the hedge becomes
+ * the exchange's attempt and the other is closed. The connection's state follows the hedge's:
+ * still connecting (it will send the request when connected), or waiting for the response. */
 void
 conn_promote_hedge(struct conn *c)
 {
@@ -333,5 +346,15 @@ conn_promote_hedge(struct conn *c)
     c->hedge = NULL;
     c->x.hedge_server = NULL;
     upstream_set_handler(u, &conn_upstream_handler, c);
+    evtimer_del(c->timer);
+    if (u->state == UPSTREAM_CONNECTING) {
+        if (c->state != CONN_CONNECTING_UPSTREAM)
+            conn_set_state(c, CONN_CONNECTING_UPSTREAM);
+        return;
+    }
+    if (c->state != CONN_STREAMING) {
+        conn_set_state(c, CONN_STREAMING);
+        c->resp_phase = RESP_HEAD;
+    }
     c->x.sent_us = c->x.sent_us ? c->x.sent_us : clock_mono_us();
 }

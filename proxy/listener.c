@@ -11,7 +11,7 @@
 #include "listener.h"
 
 int
-listener_open(const struct addr *a, int backlog, char *err, size_t errlen)
+listener_open(const struct addr *a, int backlog, int reuseport, char *err, size_t errlen)
 {
     char text[ADDR_TEXT_MAX];
     int fd, one = 1;
@@ -20,7 +20,7 @@ listener_open(const struct addr *a, int backlog, char *err, size_t errlen)
     if (fd < 0)
         goto fail;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0))
         goto fail;
     /* "[::]:80" means IPv6 only, so that "*:80" can be configured beside it. */
     if (a->ss.ss_family == AF_INET6 &&

@@ -16,7 +16,7 @@
 
 static int
 cluster_init(struct cluster_rt *c, size_t index, size_t first_server, const struct config *cfg,
-             char *err, size_t errlen)
+             struct stats *stats, int worker, char *err, size_t errlen)
 {
     const struct cluster_conf *conf = &cfg->clusters[index];
 
@@ -36,6 +36,10 @@ cluster_init(struct cluster_rt *c, size_t index, size_t first_server, const stru
 
         s->index = first_server + i;
         s->conf = &conf->servers[i];
+        if (stats != NULL && (s->stats = stats_server(stats, s->conf->id, worker)) == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
         s->cluster = c;
         s->peer = &c->peers[i];
         s->peer->weight = s->conf->weight;
@@ -51,7 +55,8 @@ cluster_init(struct cluster_rt *c, size_t index, size_t first_server, const stru
 }
 
 struct router *
-router_new(struct config *cfg, struct health_table *table, char *err, size_t errlen)
+router_new(struct config *cfg, struct health *health, struct stats *stats, int worker,
+           char *err, size_t errlen)
 {
     struct router *r = calloc(1, sizeof(*r));
     size_t first = 0;
@@ -59,7 +64,9 @@ router_new(struct config *cfg, struct health_table *table, char *err, size_t err
     snprintf(err, errlen, "out of memory");
     if (r == NULL)
         return NULL;
-    r->table = table;
+    r->refs = 1;
+    r->health = health != NULL ? health_ref(health) : NULL;
+    r->table = health != NULL ? health_table(health) : NULL;
     r->ramping = true; /* compute the peers on the first pick */
     r->cfg = config_ref(cfg);
     r->nclusters = cfg->nclusters;
@@ -68,21 +75,21 @@ router_new(struct config *cfg, struct health_table *table, char *err, size_t err
     if (r->clusters == NULL || r->cluster_peers == NULL)
         goto fail;
     for (size_t i = 0; i < cfg->nclusters; i++) {
-        if (cluster_init(&r->clusters[i], i, first, cfg, err, errlen) < 0)
+        if (cluster_init(&r->clusters[i], i, first, cfg, stats, worker, err, errlen) < 0)
             goto fail;
         first += cfg->clusters[i].nservers;
         r->cluster_peers[i].weight = cfg->clusters[i].weight;
     }
     return r;
 fail:
-    router_free(r);
+    router_unref(r);
     return NULL;
 }
 
 void
-router_free(struct router *r)
+router_unref(struct router *r)
 {
-    if (r == NULL)
+    if (r == NULL || --r->refs > 0)
         return;
     for (size_t i = 0; r->clusters != NULL && i < r->nclusters; i++) {
         struct cluster_rt *c = &r->clusters[i];
@@ -97,6 +104,7 @@ router_free(struct router *r)
     free(r->clusters);
     free(r->cluster_peers);
     config_unref(r->cfg);
+    health_unref(r->health);
     free(r);
 }
 
@@ -211,6 +219,12 @@ router_pick(struct router *r, const struct pick_avoid *avoid)
 }
 
 bool
+router_server_usable(const struct router *r, const struct server_rt *s)
+{
+    return r->table == NULL || atomic_load(&r->table->servers[s->index].usable);
+}
+
+bool
 router_any_usable(struct router *r)
 {
     refresh(r);
@@ -252,4 +266,22 @@ router_hedge_take(struct router *r, int pct)
         return false;
     r->hedge_tokens -= 1.0;
     return true;
+}
+
+void
+router_begin(struct server_rt *s)
+{
+    s->peer->active++;
+    if (s->stats != NULL) {
+        stat_add(&s->stats->requests, 1);
+        stat_add(&s->stats->active, 1);
+    }
+}
+
+void
+router_end(struct server_rt *s)
+{
+    s->peer->active--;
+    if (s->stats != NULL)
+        stat_sub(&s->stats->active, 1);
 }

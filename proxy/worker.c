@@ -1,6 +1,7 @@
 /*
  * worker: a thread with its own event loop. Accepts on its own SO_REUSEPORT sockets, owns its
- * connections, and acts on commands from the main thread: drain, stop, new TLS contexts.
+ * connections, and acts on commands from the main thread: drain, stop, a new generation (reload),
+ * changed server states.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -11,22 +12,26 @@
 #include "access_log.h"
 #include "clock.h"
 #include "config.h"
+#include "conn-t.h"
 #include "conn.h"
 #include "health.h"
 #include "log.h"
-#include "conn-t.h"
 #include "router.h"
+#include "stats.h"
 #include "tls.h"
 #include "worker.h"
 
 #define ACCEPT_RETRY_MS 100 /* pause after an accept error such as EMFILE, instead of spinning */
+#define PAGE_MAX (1 << 20)  /* a maintenance page is small; refuse to load a huge file */
+
+/* ---- accepting --------------------------------------------------------------------------------- */
 
 static void
 pause_accept(struct worker *w)
 {
     for (size_t i = 0; i < w->nlisteners; i++)
-        if (w->listeners[i].ev != NULL)
-            evconnlistener_disable(w->listeners[i].ev);
+        if (w->listeners[i]->ev != NULL)
+            evconnlistener_disable(w->listeners[i]->ev);
     w->accept_paused = true;
 }
 
@@ -34,8 +39,8 @@ static void
 resume_accept(struct worker *w)
 {
     for (size_t i = 0; i < w->nlisteners; i++)
-        if (w->listeners[i].ev != NULL)
-            evconnlistener_enable(w->listeners[i].ev);
+        if (w->listeners[i]->ev != NULL)
+            evconnlistener_enable(w->listeners[i]->ev);
     w->accept_paused = false;
 }
 
@@ -57,6 +62,10 @@ accept_cb(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *sa, in
         return;
     }
     TAILQ_INSERT_TAIL(&w->conns, c, link);
+    if (l->stats != NULL) {
+        stat_add(&l->stats->accepted, 1);
+        stat_add(&l->stats->active, 1);
+    }
     /* At the limit, stop accepting: new connections wait in the kernel's backlog (HAProxy's
      * maxconn) rather than being accepted and dropped. */
     if (++w->nconns >= w->max_conns)
@@ -88,6 +97,8 @@ worker_conn_closed(struct worker *w, struct conn *c)
 {
     TAILQ_REMOVE(&w->conns, c, link);
     w->nconns--;
+    if (c->listener->stats != NULL)
+        stat_sub(&c->listener->stats->active, 1);
     if (w->state == WORKER_DRAINING) {
         if (w->nconns == 0)
             event_base_loopexit(w->base, NULL);
@@ -97,15 +108,218 @@ worker_conn_closed(struct worker *w, struct conn *c)
         resume_accept(w);
 }
 
+/* ---- listeners ---------------------------------------------------------------------------------- */
+
+void
+listener_rt_unref(struct listener_rt *l)
+{
+    if (l == NULL || --l->refs > 0)
+        return;
+    if (l->ev != NULL)
+        evconnlistener_free(l->ev);
+    tls_server_unref(l->tls);
+    config_unref(l->cfg);
+    free(l);
+}
+
 static void
 close_listeners(struct worker *w)
 {
     for (size_t i = 0; i < w->nlisteners; i++) {
-        if (w->listeners[i].ev != NULL)
-            evconnlistener_free(w->listeners[i].ev);
-        w->listeners[i].ev = NULL;
+        if (w->listeners[i]->ev != NULL)
+            evconnlistener_free(w->listeners[i]->ev);
+        w->listeners[i]->ev = NULL;
     }
 }
+
+static void
+drop_listeners(struct worker *w)
+{
+    close_listeners(w);
+    for (size_t i = 0; i < w->nlisteners; i++)
+        listener_rt_unref(w->listeners[i]);
+    free(w->listeners);
+    w->listeners = NULL;
+    w->nlisteners = 0;
+}
+
+/* Listener j of generation g: its socket moves over from the current listener the plan keeps,
+ * or is the plan's new one. */
+static struct listener_rt *
+make_listener(struct worker *w, struct worker_generation *g, size_t j)
+{
+    struct listener_plan *p = &g->plan[j];
+    struct listener_rt *l = calloc(1, sizeof(*l));
+
+    if (l == NULL)
+        return NULL;
+    l->refs = 1;
+    l->w = w;
+    l->cfg = config_ref(g->cfg);
+    l->conf = &g->cfg->listeners[j];
+    l->tls = p->tls;
+    p->tls = NULL;
+    if (g->stats != NULL)
+        l->stats = stats_listener(g->stats, l->conf->address, w->id);
+    for (size_t i = 0; p->keep && l->ev == NULL && i < w->nlisteners; i++) {
+        struct listener_rt *old = w->listeners[i];
+        if (old->ev != NULL && addr_equal(&old->conf->addr, &l->conf->addr)) {
+            l->ev = old->ev;
+            old->ev = NULL;
+            evconnlistener_set_cb(l->ev, accept_cb, l);
+        }
+    }
+    if (l->ev == NULL && p->fd >= 0) {
+        l->ev = evconnlistener_new(w->base, accept_cb, l, LEV_OPT_CLOSE_ON_FREE, -1, p->fd);
+        if (l->ev == NULL)
+            close(p->fd);
+        p->fd = -1;
+    }
+    if (l->ev == NULL) {
+        listener_rt_unref(l);
+        return NULL;
+    }
+    evconnlistener_set_error_cb(l->ev, accept_error_cb);
+    if (w->accept_paused)
+        evconnlistener_disable(l->ev);
+    return l;
+}
+
+/* ---- generations -------------------------------------------------------------------------------- */
+
+/* The HTML answered when no server can take a request, read once per generation. */
+static int
+load_maintenance_page(struct worker_generation *g, char *err, size_t errlen)
+{
+    const char *path = g->cfg->failover.maintenance_page;
+    FILE *f;
+    size_t n;
+
+    if (path == NULL)
+        return 0;
+    f = fopen(path, "rb");
+    g->maintenance_page = malloc(PAGE_MAX);
+    n = f != NULL && g->maintenance_page != NULL ? fread(g->maintenance_page, 1, PAGE_MAX, f) : 0;
+    if (f != NULL)
+        fclose(f);
+    if (n == 0 || n == PAGE_MAX) {
+        snprintf(err, errlen, "failover.maintenance_page: cannot read %s (or it is empty or "
+                              "over 1 MiB)", path);
+        return -1;
+    }
+    g->maintenance_len = n;
+    return 0;
+}
+
+struct worker_generation *
+worker_generation_new(struct config *cfg, struct health *health, struct stats *stats, int id,
+                      char *err, size_t errlen)
+{
+    struct worker_generation *g = calloc(1, sizeof(*g));
+
+    snprintf(err, errlen, "worker %d: out of memory", id);
+    if (g == NULL)
+        return NULL;
+    g->cfg = config_ref(cfg);
+    g->health = health != NULL ? health_ref(health) : NULL;
+    g->stats = stats;
+    g->plan = calloc(cfg->nlisteners, sizeof(*g->plan));
+    if (g->plan == NULL)
+        goto fail;
+    for (size_t j = 0; j < cfg->nlisteners; j++)
+        g->plan[j] = (struct listener_plan){.keep = false, .fd = -1};
+    g->router = router_new(cfg, health, stats, id, err, errlen);
+    if (g->router == NULL || load_maintenance_page(g, err, errlen) < 0)
+        goto fail;
+    return g;
+fail:
+    worker_generation_free(g);
+    return NULL;
+}
+
+void
+worker_generation_free(struct worker_generation *g)
+{
+    if (g == NULL)
+        return;
+    for (size_t j = 0; g->plan != NULL && j < g->cfg->nlisteners; j++) {
+        if (g->plan[j].fd >= 0)
+            close(g->plan[j].fd);
+        tls_server_unref(g->plan[j].tls);
+    }
+    free(g->plan);
+    router_unref(g->router);
+    health_unref(g->health);
+    free(g->maintenance_page);
+    config_unref(g->cfg);
+    free(g);
+}
+
+/* Make g current: new listeners (sockets moved or opened), router, config, health, page. What
+ * the previous generation held goes when its last connection ends. */
+static int
+apply_generation(struct worker *w, struct worker_generation *g)
+{
+    size_t n = g->cfg->nlisteners, k = 0;
+    struct listener_rt **ls = calloc(n, sizeof(*ls));
+
+
+    if (ls == NULL)
+        return -1;
+    for (size_t j = 0; j < n; j++) {
+        struct listener_rt *l = make_listener(w, g, j);
+        if (l != NULL)
+            ls[k++] = l;
+        else
+            log_error("worker %d: cannot listen on %s", w->id, g->cfg->listeners[j].address);
+    }
+    drop_listeners(w); /* sockets not moved over close here */
+    w->listeners = ls;
+    w->nlisteners = k;
+    router_unref(w->router);
+    w->router = g->router;
+    g->router = NULL;
+    health_unref(w->health);
+    w->health = g->health;
+    g->health = NULL;
+    config_unref(w->cfg);
+    w->cfg = config_ref(g->cfg);
+    free(w->maintenance_page);
+    w->maintenance_page = g->maintenance_page;
+    w->maintenance_len = g->maintenance_len;
+    g->maintenance_page = NULL;
+    w->max_conns = (unsigned)((w->cfg->limits.max_connections + w->cfg->workers - 1) /
+                              w->cfg->workers);
+    worker_generation_free(g);
+    return 0;
+}
+
+static void
+take_generation(struct worker *w)
+{
+    struct worker_generation *g = atomic_exchange(&w->pending, NULL);
+
+    if (g == NULL)
+        return;
+    if (w->state != WORKER_RUNNING) { /* draining: the old generation finishes the job */
+        worker_generation_free(g);
+        return;
+    }
+    if (apply_generation(w, g) < 0) {
+        log_error("worker %d: out of memory applying a reload", w->id);
+        worker_generation_free(g);
+    }
+}
+
+void
+worker_set_generation(struct worker *w, struct worker_generation *g)
+{
+    /* A generation never taken is replaced: only the newest matters. */
+    worker_generation_free(atomic_exchange(&w->pending, g));
+    worker_request(w, WORKER_CMD_RELOAD);
+}
+
+/* ---- commands ----------------------------------------------------------------------------------- */
 
 static void
 stop_now(struct worker *w)
@@ -151,23 +365,10 @@ start_drain(struct worker *w)
         evtimer_add(w->drain_ev, &tv);
 }
 
-static void
-take_tls(struct worker *w)
-{
-    struct tls_server **tls = atomic_exchange(&w->pending_tls, NULL);
-
-    if (tls == NULL)
-        return;
-    for (size_t i = 0; i < w->nlisteners; i++) {
-        tls_server_unref(w->listeners[i].tls);
-        w->listeners[i].tls = tls[i];
-    }
-    free(tls);
-}
-
 /* Servers that stopped being usable since the last look: their idle pooled connections are
- * closed (the server is gone or going), and so are tunnels to them when the cluster says so, so
- * that clients reconnect to a healthy server at once instead of hanging. */
+ * closed (the server is gone or going), and so are tunnels to servers that are down or in
+ * maintenance when the cluster says so, so clients reconnect to a healthy server at once. A
+ * drained server keeps its tunnels: draining lets what runs finish. */
 static void
 health_changed(struct worker *w)
 {
@@ -179,13 +380,16 @@ health_changed(struct worker *w)
         struct cluster_rt *cl = &r->clusters[i];
         for (size_t j = 0; j < cl->nservers; j++) {
             struct server_rt *s = &cl->servers[j];
-            uint32_t epoch = atomic_load(&t->servers[s->index].down_epoch);
+            const struct server_shared *sh = &t->servers[s->index];
+            uint32_t epoch = atomic_load(&sh->down_epoch);
 
             if (epoch == s->seen_epoch)
                 continue;
             s->seen_epoch = epoch;
             upstream_pool_clear(&s->pool);
-            if (!cl->conf->close_tunnels_on_down)
+            if (!cl->conf->close_tunnels_on_down ||
+                (atomic_load(&sh->health) != HEALTH_DOWN &&
+                 atomic_load(&sh->admin) != ADMIN_MAINTENANCE))
                 continue;
             for (c = TAILQ_FIRST(&w->conns); c != NULL; c = next) {
                 next = TAILQ_NEXT(c, link);
@@ -202,8 +406,8 @@ ctl_cb(evutil_socket_t fd, short what, void *arg)
     struct worker *w = arg;
     int cmd = atomic_exchange(&w->cmd, 0);
 
-    if (cmd & WORKER_CMD_TLS)
-        take_tls(w);
+    if (cmd & WORKER_CMD_RELOAD)
+        take_generation(w);
     if ((cmd & WORKER_CMD_HEALTH) && w->health != NULL)
         health_changed(w);
     if (cmd & WORKER_CMD_STOP)
@@ -219,115 +423,44 @@ worker_request(struct worker *w, enum worker_cmd cmd)
     event_active(w->ctl_ev, EV_READ, 0);
 }
 
-static void
-free_tls_array(struct tls_server **tls, size_t n)
-{
-    for (size_t i = 0; tls != NULL && i < n; i++)
-        tls_server_unref(tls[i]);
-    free(tls);
-}
-
-void
-worker_set_tls(struct worker *w, struct tls_server **tls)
-{
-    /* A set that was never taken is replaced: only the newest matters. */
-    free_tls_array(atomic_exchange(&w->pending_tls, tls), w->nlisteners);
-    worker_request(w, WORKER_CMD_TLS);
-}
-
-/* Wraps each socket in a listener, which then owns it. On failure the sockets not yet wrapped
- * are closed here, so the caller never has to know which ones were taken. */
-static int
-open_listeners(struct worker *w, const int *fds, struct tls_server **tls)
-{
-    size_t i = 0, n = w->cfg->nlisteners;
-
-    w->listeners = calloc(n, sizeof(*w->listeners));
-    if (w->listeners == NULL)
-        goto fail;
-    w->nlisteners = n;
-    for (; i < n; i++) {
-        struct listener_rt *l = &w->listeners[i];
-
-        l->w = w;
-        l->conf = &w->cfg->listeners[i];
-        l->tls = tls[i] != NULL ? tls_server_ref(tls[i]) : NULL;
-        l->ev = evconnlistener_new(w->base, accept_cb, l, LEV_OPT_CLOSE_ON_FREE, -1, fds[i]);
-        if (l->ev == NULL)
-            goto fail;
-        evconnlistener_set_error_cb(l->ev, accept_error_cb);
-    }
-    return 0;
-fail:
-    for (; i < n; i++)
-        close(fds[i]);
-    return -1;
-}
-
-#define PAGE_MAX (1 << 20) /* a maintenance page is small; refuse to load a huge file */
-
-/* The HTML answered when no server can take a request, read once per worker. */
-static int
-load_maintenance_page(struct worker *w, char *err, size_t errlen)
-{
-    const char *path = w->cfg->failover.maintenance_page;
-    FILE *f;
-    size_t n;
-
-    if (path == NULL)
-        return 0;
-    f = fopen(path, "rb");
-    w->maintenance_page = malloc(PAGE_MAX);
-    n = f != NULL && w->maintenance_page != NULL ? fread(w->maintenance_page, 1, PAGE_MAX, f) : 0;
-    if (f != NULL)
-        fclose(f);
-    if (n == 0 || n == PAGE_MAX) {
-        snprintf(err, errlen, "failover.maintenance_page: cannot read %s (or it is empty or "
-                              "over 1 MiB)", path);
-        return -1;
-    }
-    w->maintenance_len = n;
-    return 0;
-}
+/* ---- life --------------------------------------------------------------------------------------- */
 
 struct worker *
-worker_new(int id, struct config *cfg, const int *fds, struct tls_server **tls,
-           struct health *health, int alog_fd, struct event *exit_notify, char *err, size_t errlen)
+worker_new(int id, struct worker_generation *g, int alog_fd, struct event *exit_notify, char *err,
+           size_t errlen)
 {
     struct worker *w = calloc(1, sizeof(*w));
 
     snprintf(err, errlen, "worker %d: out of memory", id);
     if (w == NULL) {
-        for (size_t i = 0; i < cfg->nlisteners; i++)
-            close(fds[i]);
+        worker_generation_free(g);
         return NULL;
     }
     w->id = id;
-    w->cfg = config_ref(cfg);
     w->exit_notify = exit_notify;
-    w->health = health;
     TAILQ_INIT(&w->conns);
-    w->max_conns = (unsigned)((cfg->limits.max_connections + cfg->workers - 1) / cfg->workers);
     atomic_init(&w->cmd, 0);
     atomic_init(&w->exited, false);
-    atomic_init(&w->pending_tls, NULL);
+    atomic_init(&w->pending, NULL);
     w->base = event_base_new();
     if (w->base == NULL) {
-        for (size_t i = 0; i < cfg->nlisteners; i++)
-            close(fds[i]);
+        worker_generation_free(g);
         goto fail;
     }
-    if (open_listeners(w, fds, tls) < 0)
-        goto fail;
-    w->router = router_new(cfg, health != NULL ? health_table(health) : NULL, err, errlen);
     w->alog = access_log_new(w->base, alog_fd);
     w->ctl_ev = event_new(w->base, -1, 0, ctl_cb, w);
     w->drain_ev = evtimer_new(w->base, drain_timeout_cb, w);
     w->retry_ev = evtimer_new(w->base, retry_cb, w);
-    if (w->router == NULL || w->alog == NULL || w->ctl_ev == NULL || w->drain_ev == NULL ||
-        w->retry_ev == NULL || reqid_gen_init(&w->reqids) < 0 ||
-        load_maintenance_page(w, err, errlen) < 0)
+    if (w->alog == NULL || w->ctl_ev == NULL || w->drain_ev == NULL || w->retry_ev == NULL ||
+        reqid_gen_init(&w->reqids) < 0 || apply_generation(w, g) < 0) {
+        if (w->cfg == NULL)
+            worker_generation_free(g);
         goto fail;
+    }
+    if (w->nlisteners < w->cfg->nlisteners) {
+        snprintf(err, errlen, "worker %d: a listener could not be set up", id);
+        goto fail;
+    }
     return w;
 fail:
     worker_join_free(w);
@@ -367,14 +500,10 @@ worker_join_free(struct worker *w)
         return;
     if (w->started)
         pthread_join(w->thread, NULL);
-    if (w->listeners != NULL) {
-        close_listeners(w);
-        for (size_t i = 0; i < w->nlisteners; i++)
-            tls_server_unref(w->listeners[i].tls);
-    }
-    free(w->listeners);
-    free_tls_array(atomic_exchange(&w->pending_tls, NULL), w->nlisteners);
-    router_free(w->router);
+    drop_listeners(w);
+    worker_generation_free(atomic_exchange(&w->pending, NULL));
+    router_unref(w->router);
+    health_unref(w->health);
     free(w->maintenance_page);
     access_log_free(w->alog);
     if (w->ctl_ev != NULL)

@@ -344,7 +344,7 @@ class ClientSide(TLSCase):
                     shutil.copy(self.certs.path("renewed.pem"), os.path.join(d, "live.pem"))
                     shutil.copy(self.certs.path("renewed.key"), os.path.join(d, "live.key"))
                     os.kill(t.pid, signal.SIGHUP)
-                    wait_until(lambda: self.count_reason(t, "certificates reloaded") >= 1, T(5),
+                    wait_until(lambda: self.count_reason(t, "configuration reloaded") >= 1, T(5),
                                what="reload log line")
                     with TLSClient(t) as fresh:
                         self.assertEqual(fresh.peer_fingerprint(), new)
@@ -354,7 +354,7 @@ class ClientSide(TLSCase):
                 with open(os.path.join(d, "live.pem"), "w") as f:
                     f.write("not a certificate\n")
                 os.kill(t.pid, signal.SIGHUP)
-                wait_until(lambda: self.count_reason(t, "keeping the current certificates") >= 1,
+                wait_until(lambda: self.count_reason(t, "keeping the current configuration") >= 1,
                            T(5), what="refused reload log line")
                 with TLSClient(t) as c:
                     self.assertEqual(c.peer_fingerprint(), new)

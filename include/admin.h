@@ -1,0 +1,61 @@
+/*
+ * admin: the admin HTTP endpoint, on the main thread's event loop (which also runs reloads, so a
+ * reload and an admin call never race). GET /status (JSON), /metrics (Prometheus text), /healthz;
+ * POST /servers/{id}, /clusters/{name}, /providers/{name} followed by /drain, /maintenance or
+ * /ready, and POST /reload. A CIDR allowlist applies to everything; mutating calls need a bearer
+ * token whose SHA-256 is configured, and each one is written to the audit log. The JSON views are
+ * status.c's and the metrics metrics.c's; this module is the HTTP side and the dispatch.
+ */
+#ifndef TRIDENT_ADMIN_H
+#define TRIDENT_ADMIN_H
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config-t.h"
+
+struct health;
+struct stats;
+struct worker;
+
+/* What the admin endpoint reads. Owned by main and updated by it (on the same thread) when the
+ * configuration is reloaded. */
+struct admin_env {
+    struct config *cfg;
+    struct health *health;
+    struct stats *stats;
+    struct worker **workers;
+    int nworkers;
+    uint64_t started_us;   /* monotonic */
+    unsigned generation;   /* configurations loaded so far (1 at start) */
+    /* Reload the configuration from cfg->path. Returns 0, or -1 with the reason in err. */
+    int (*reload)(void *arg, char *err, size_t errlen);
+    void *reload_arg;
+};
+
+struct admin;
+
+/* Listen on env->cfg->admin->address (socket opened here). NULL with the reason in err. */
+struct admin *admin_new(struct event_base *base, struct admin_env *env, char *err, size_t errlen);
+
+/* Close the listener and every admin connection. Accepts NULL. */
+void admin_free(struct admin *a);
+
+/* Apply a reloaded configuration's admin section (tokens, allowlist, audit log). The listening
+ * address itself changes only with a restart. */
+void admin_reconfigure(struct admin *a);
+
+/* ---- status.c and metrics.c: the views, built from env ---------------------------------------- */
+
+/* The whole /status document as JSON text (caller frees). */
+char *status_json(const struct admin_env *env);
+
+/* Whether trident can serve: at least one cluster has min_healthy usable servers. */
+int status_serving(const struct admin_env *env);
+
+/* Append the Prometheus text exposition of every metric. */
+void metrics_write(const struct admin_env *env, struct evbuffer *out);
+
+#endif

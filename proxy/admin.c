@@ -1,0 +1,485 @@
+/*
+ * admin: the admin endpoint's HTTP side. One request per connection (each answer closes it: the
+ * callers are curl, Prometheus and health checkers, not browsers), a bounded number of
+ * connections, a short deadline, the allowlist at accept, bearer tokens compared by SHA-256 in
+ * constant time, and an audit line for every mutating call, allowed or not.
+ */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "clock.h"
+#include "health.h"
+#include "http.h"
+#include "listener.h"
+#include "log.h"
+#include "strbuf.h"
+
+#define ADMIN_MAX_CONNS 32
+#define ADMIN_TIMEOUT_MS 5000
+#define ADMIN_MAX_HEAD 8192
+
+struct admin_conn {
+    struct admin *a;
+    struct bufferevent *bev;
+    struct http_msg req;
+    struct sockaddr_storage peer;
+    char client[ADDR_TEXT_MAX];
+    bool answered;
+    TAILQ_ENTRY(admin_conn) link;
+};
+
+struct admin {
+    struct event_base *base;
+    struct admin_env *env;
+    struct evconnlistener *listener;
+    TAILQ_HEAD(, admin_conn) conns;
+    unsigned nconns;
+    int audit_fd; /* STDERR_FILENO or a file of ours */
+};
+
+static void
+conn_free(struct admin_conn *ac)
+{
+    TAILQ_REMOVE(&ac->a->conns, ac, link);
+    ac->a->nconns--;
+    bufferevent_free(ac->bev);
+    http_msg_release(&ac->req);
+    free(ac);
+}
+
+static void
+flushed_cb(struct bufferevent *bev, void *arg)
+{
+    struct admin_conn *ac = arg;
+
+    if (ac->answered && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        conn_free(ac);
+}
+
+static void
+reply(struct admin_conn *ac, int status, const char *reason, const char *type, const char *body,
+      const char *extra)
+{
+    struct evbuffer *out = bufferevent_get_output(ac->bev);
+    size_t len = strlen(body);
+
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                        "Cache-Control: no-store\r\n%sConnection: close\r\n\r\n",
+                        status, reason, type, len, extra != NULL ? extra : "");
+    evbuffer_add(out, body, len);
+    ac->answered = true;
+    bufferevent_disable(ac->bev, EV_READ);
+    bufferevent_enable(ac->bev, EV_WRITE);
+}
+
+/* {"status":N,"error":"...","detail":"..."} */
+static void
+reply_error(struct admin_conn *ac, int status, const char *reason, const char *detail,
+            const char *extra)
+{
+    json_t *o = json_object();
+    char *text;
+
+    json_object_set_new(o, "status", json_integer(status));
+    json_object_set_new(o, "error", json_string(reason));
+    if (detail != NULL)
+        json_object_set_new(o, "detail", json_string(detail));
+    text = json_dumps(o, JSON_PRESERVE_ORDER);
+    reply(ac, status, reason, "application/json", text, extra);
+    free(text);
+    json_decref(o);
+}
+
+static void
+reply_json(struct admin_conn *ac, json_t *o)
+{
+    char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+    reply(ac, 200, "OK", "application/json", text, NULL);
+    free(text);
+    json_decref(o);
+}
+
+/* ---- audit and auth ----------------------------------------------------------------------------- */
+
+static void
+audit(struct admin_conn *ac, const char *token, const char *path, int status, const char *result)
+{
+    char line[1024];
+    struct strbuf sb;
+
+    strbuf_init(&sb, line, sizeof(line) - 1);
+    strbuf_puts(&sb, "{\"ts\":\"");
+    strbuf_iso8601_ms(&sb, clock_wall_ms());
+    strbuf_puts(&sb, "\",\"audit\":\"admin\"");
+    strbuf_json_str(&sb, "token", token != NULL ? token : "", token != NULL ? strlen(token) : 0);
+    strbuf_json_str(&sb, "client", ac->client, strlen(ac->client));
+    strbuf_json_str(&sb, "method", "POST", 4);
+    strbuf_json_str(&sb, "path", path, strlen(path));
+    strbuf_printf(&sb, ",\"status\":%d", status);
+    strbuf_json_str(&sb, "result", result, strlen(result));
+    strbuf_puts(&sb, "}");
+    line[sb.len++] = '\n';
+    if (write(ac->a->audit_fd, line, sb.len) < 0)
+        log_error("admin: cannot write the audit log: %s", strerror(errno));
+}
+
+/* The configured token the request's bearer token hashes to, or NULL; *status says why not. */
+static const char *
+authorize(struct admin_conn *ac, int *status)
+{
+    const struct admin_conf *conf = ac->a->env->cfg->admin;
+    int i = http_find_field(&ac->req, "authorization", 13, 0);
+    const struct http_field *f;
+    unsigned char digest[32];
+    unsigned int dlen = 0;
+    const char *v;
+
+    *status = 401;
+    if (i < 0)
+        return NULL;
+    f = &ac->req.fields[i];
+    v = http_msg_at(&ac->req, f->value_off);
+    *status = 403;
+    if (f->value_len < 8 || strncasecmp(v, "Bearer ", 7) != 0)
+        return NULL;
+    if (EVP_Digest(v + 7, f->value_len - 7, digest, &dlen, EVP_sha256(), NULL) != 1)
+        return NULL;
+    for (size_t t = 0; t < conf->ntokens; t++)
+        if (CRYPTO_memcmp(digest, conf->tokens[t].digest, 32) == 0)
+            return conf->tokens[t].name;
+    return NULL;
+}
+
+/* ---- mutating calls ------------------------------------------------------------------------------ */
+
+static bool
+parse_state(const char *verb, enum admin_state *out)
+{
+    if (strcmp(verb, "drain") == 0)
+        *out = ADMIN_DRAINING;
+    else if (strcmp(verb, "maintenance") == 0)
+        *out = ADMIN_MAINTENANCE;
+    else if (strcmp(verb, "ready") == 0)
+        *out = ADMIN_READY;
+    else
+        return false;
+    return true;
+}
+
+/* Apply `state` to the servers a kind/name designates; returns their ids (NULL: none matched). */
+static json_t *
+set_state(struct admin *a, const char *kind, const char *name, enum admin_state state)
+{
+    const struct config *cfg = a->env->cfg;
+    json_t *ids = json_array();
+    size_t index = 0;
+
+    for (size_t i = 0; i < cfg->nclusters; i++) {
+        const struct cluster_conf *c = &cfg->clusters[i];
+        for (size_t j = 0; j < c->nservers; j++, index++) {
+            bool hit = strcmp(kind, "servers") == 0    ? strcmp(c->servers[j].id, name) == 0
+                       : strcmp(kind, "clusters") == 0 ? strcmp(c->name, name) == 0
+                                                       : strcmp(c->provider, name) == 0;
+            if (hit) {
+                health_set_admin(a->env->health, index, state);
+                json_array_append_new(ids, json_string(c->servers[j].id));
+            }
+        }
+    }
+    if (json_array_size(ids) == 0) {
+        json_decref(ids);
+        return NULL;
+    }
+    return ids;
+}
+
+static void
+do_reload(struct admin_conn *ac, const char *token, const char *path)
+{
+    struct admin_env *env = ac->a->env;
+    char err[512];
+    json_t *o;
+
+    if (env->reload(env->reload_arg, err, sizeof(err)) < 0) {
+        audit(ac, token, path, 400, err);
+        reply_error(ac, 400, "Bad Request", err, NULL);
+        return;
+    }
+    audit(ac, token, path, 200, "reloaded");
+    o = json_object();
+    json_object_set_new(o, "result", json_string("reloaded"));
+    json_object_set_new(o, "config_generation", json_integer(env->generation));
+    reply_json(ac, o);
+}
+
+/* POST /reload, or POST /{servers|clusters|providers}/{name}/{drain|maintenance|ready}. */
+static void
+mutate(struct admin_conn *ac, const char *path, char **seg, int nseg)
+{
+    static const char *const state_names[] = {"ready", "draining", "maintenance"};
+    enum admin_state state;
+    const char *token;
+    int status;
+    json_t *ids, *o;
+
+    token = authorize(ac, &status);
+    if (token == NULL) {
+        audit(ac, NULL, path, status, status == 401 ? "no token" : "bad token");
+        reply_error(ac, status, status == 401 ? "Unauthorized" : "Forbidden",
+                    status == 401 ? "a bearer token is required" : "the token is not valid",
+                    status == 401 ? "WWW-Authenticate: Bearer\r\n" : NULL);
+        return;
+    }
+    if (nseg == 1) {
+        do_reload(ac, token, path);
+        return;
+    }
+    parse_state(seg[2], &state);
+    ids = set_state(ac->a, seg[0], seg[1], state);
+    if (ids == NULL) {
+        audit(ac, token, path, 404, "no such target");
+        reply_error(ac, 404, "Not Found", "no server matches", NULL);
+        return;
+    }
+    audit(ac, token, path, 200, state_names[state]);
+    log_info("admin: %s set %s %s to %s", token, seg[0], seg[1], state_names[state]);
+    o = json_object();
+    json_object_set_new(o, "result", json_string("ok"));
+    json_object_set_new(o, "state", json_string(state_names[state]));
+    json_object_set_new(o, "servers", ids);
+    reply_json(ac, o);
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------------ */
+
+/* Split "/a/b/c" (query cut off) into at most 4 segments, in place. */
+static int
+split_path(char *path, char **seg)
+{
+    int n = 0;
+    char *q = strchr(path, '?');
+
+    if (q != NULL)
+        *q = '\0';
+    for (char *p = strtok(path, "/"); p != NULL && n < 4; p = strtok(NULL, "/"))
+        seg[n++] = p;
+    return strtok(NULL, "/") == NULL ? n : 5; /* 5: too many segments */
+}
+
+static bool
+is_admin_target(char **seg, int nseg)
+{
+    enum admin_state st;
+
+    return nseg == 3 &&
+           (strcmp(seg[0], "servers") == 0 || strcmp(seg[0], "clusters") == 0 ||
+            strcmp(seg[0], "providers") == 0) &&
+           parse_state(seg[2], &st);
+}
+
+static void
+serve_get(struct admin_conn *ac, const char *what)
+{
+    struct admin_env *env = ac->a->env;
+
+    if (strcmp(what, "status") == 0) {
+        char *text = status_json(env);
+        reply(ac, 200, "OK", "application/json", text, NULL);
+        free(text);
+    } else if (strcmp(what, "healthz") == 0) {
+        bool ok = status_serving(env);
+        reply(ac, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", "application/json",
+              ok ? "{\"status\":\"serving\"}\n" : "{\"status\":\"not serving\"}\n", NULL);
+    } else {
+        struct evbuffer *buf = evbuffer_new();
+        size_t n;
+        char *text;
+
+        metrics_write(env, buf);
+        n = evbuffer_get_length(buf);
+        text = malloc(n + 1);
+        evbuffer_remove(buf, text, n);
+        text[n] = '\0';
+        reply(ac, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", text, NULL);
+        free(text);
+        evbuffer_free(buf);
+    }
+}
+
+static void
+dispatch(struct admin_conn *ac)
+{
+    int method = ac->req.parser.method;
+    char path[512], copy[512], *seg[4];
+    int nseg;
+    bool get_target, post_target;
+
+    snprintf(path, sizeof(path), "%.*s", (int)ac->req.target_len,
+             http_msg_at(&ac->req, ac->req.target_off));
+    memcpy(copy, path, sizeof(copy));
+    nseg = split_path(copy, seg);
+    get_target = nseg == 1 && (strcmp(seg[0], "status") == 0 || strcmp(seg[0], "metrics") == 0 ||
+                               strcmp(seg[0], "healthz") == 0);
+    post_target = (nseg == 1 && strcmp(seg[0], "reload") == 0) || is_admin_target(seg, nseg);
+    if (get_target && (method == HTTP_GET || method == HTTP_HEAD))
+        serve_get(ac, seg[0]);
+    else if (post_target && method == HTTP_POST)
+        mutate(ac, path, seg, nseg);
+    else if (get_target)
+        reply_error(ac, 405, "Method Not Allowed", "use GET", "Allow: GET, HEAD\r\n");
+    else if (post_target) {
+        audit(ac, NULL, path, 405, "method not allowed");
+        reply_error(ac, 405, "Method Not Allowed", "use POST", "Allow: POST\r\n");
+    } else
+        reply_error(ac, 404, "Not Found", "no such endpoint", NULL);
+}
+
+static void
+read_cb(struct bufferevent *bev, void *arg)
+{
+    struct admin_conn *ac = arg;
+    enum http_step st;
+
+    if (ac->answered) {
+        evbuffer_drain(bufferevent_get_input(bev), (size_t)-1);
+        return;
+    }
+    st = http_msg_feed(&ac->req, bufferevent_get_input(bev), NULL);
+    if (st == HTTP_HEAD_DONE)
+        dispatch(ac);
+    else if (st == HTTP_ERROR)
+        reply_error(ac, 400, "Bad Request", http_msg_error_text(&ac->req), NULL);
+}
+
+static void
+event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct admin_conn *ac = arg;
+
+    if ((what & BEV_EVENT_TIMEOUT) && !ac->answered)
+        reply_error(ac, 408, "Request Timeout", NULL, NULL);
+    else
+        conn_free(ac);
+}
+
+static void
+accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+    struct admin *a = arg;
+    const struct admin_conf *conf = a->env->cfg->admin;
+    struct timeval tv = clock_tv_ms(ADMIN_TIMEOUT_MS);
+    struct admin_conn *ac;
+    struct addr peer;
+
+    if (a->nconns >= ADMIN_MAX_CONNS || (ac = calloc(1, sizeof(*ac))) == NULL) {
+        close(fd);
+        return;
+    }
+    ac->a = a;
+    memcpy(&ac->peer, sa, (size_t)salen);
+    memcpy(&peer.ss, sa, (size_t)salen);
+    peer.len = (socklen_t)salen;
+    addr_format(&peer, ac->client, sizeof(ac->client));
+    ac->bev = bufferevent_socket_new(a->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (ac->bev == NULL) {
+        close(fd);
+        free(ac);
+        return;
+    }
+    TAILQ_INSERT_TAIL(&a->conns, ac, link);
+    a->nconns++;
+    http_msg_init(&ac->req, HTTP_REQUEST, ADMIN_MAX_HEAD, 64);
+    bufferevent_setcb(ac->bev, read_cb, flushed_cb, event_cb, ac);
+    bufferevent_set_timeouts(ac->bev, &tv, &tv);
+    bufferevent_enable(ac->bev, EV_READ | EV_WRITE);
+    if (conf->nallow > 0 && !cidr_match_any(conf->allow_nets, conf->nallow, sa))
+        reply_error(ac, 403, "Forbidden", "this address may not use the admin endpoint", NULL);
+}
+
+/* ---- life ---------------------------------------------------------------------------------------- */
+
+static int
+open_audit(struct admin *a)
+{
+    const char *path = a->env->cfg->admin->audit_log;
+    int fd;
+
+    if (strcmp(path, "stderr") == 0)
+        fd = STDERR_FILENO;
+    else if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)) < 0)
+        return -1;
+    if (a->audit_fd > STDERR_FILENO)
+        close(a->audit_fd);
+    a->audit_fd = fd;
+    return 0;
+}
+
+struct admin *
+admin_new(struct event_base *base, struct admin_env *env, char *err, size_t errlen)
+{
+    const struct admin_conf *conf = env->cfg->admin;
+    struct admin *a = calloc(1, sizeof(*a));
+    int fd;
+
+    if (a == NULL) {
+        snprintf(err, errlen, "admin: out of memory");
+        return NULL;
+    }
+    a->base = base;
+    a->env = env;
+    a->audit_fd = STDERR_FILENO;
+    TAILQ_INIT(&a->conns);
+    if (open_audit(a) < 0) {
+        snprintf(err, errlen, "admin.audit_log: cannot open %s: %s", conf->audit_log,
+                 strerror(errno));
+        free(a);
+        return NULL;
+    }
+    fd = listener_open(&conf->addr, 64, 0, err, errlen);
+    if (fd < 0 || (a->listener = evconnlistener_new(base, accept_cb, a, LEV_OPT_CLOSE_ON_FREE,
+                                                    -1, fd)) == NULL) {
+        if (fd >= 0)
+            close(fd);
+        admin_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+void
+admin_reconfigure(struct admin *a)
+{
+    if (open_audit(a) < 0)
+        log_error("admin.audit_log: cannot open %s: %s; keeping the current one",
+                  a->env->cfg->admin->audit_log, strerror(errno));
+}
+
+void
+admin_free(struct admin *a)
+{
+    struct admin_conn *ac;
+
+    if (a == NULL)
+        return;
+    while ((ac = TAILQ_FIRST(&a->conns)) != NULL)
+        conn_free(ac);
+    if (a->listener != NULL)
+        evconnlistener_free(a->listener);
+    if (a->audit_fd > STDERR_FILENO)
+        close(a->audit_fd);
+    free(a);
+}
