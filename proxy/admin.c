@@ -127,7 +127,8 @@ audit(struct admin_conn *ac, const char *token, const char *path, int status, co
     strbuf_puts(&sb, "\",\"audit\":\"admin\"");
     strbuf_json_str(&sb, "token", token != NULL ? token : "", token != NULL ? strlen(token) : 0);
     strbuf_json_str(&sb, "client", ac->client, strlen(ac->client));
-    strbuf_json_str(&sb, "method", "POST", 4);
+    strbuf_json_str(&sb, "method", llhttp_method_name(ac->req.parser.method),
+                    strlen(llhttp_method_name(ac->req.parser.method)));
     strbuf_json_str(&sb, "path", path, strlen(path));
     strbuf_printf(&sb, ",\"status\":%d", status);
     strbuf_json_str(&sb, "result", result, strlen(result));

@@ -213,7 +213,7 @@ status_json(const struct admin_env *env)
     json_object_set_new(root, "journal", journal_json(env));
     json_object_set_new(redis, "state", json_string("disabled"));
     json_object_set_new(root, "redis", redis);
-    text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
     json_decref(root);
     return text;
 }
