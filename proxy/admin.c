@@ -232,7 +232,7 @@ static void
 mutate(struct admin_conn *ac, const char *path, char **seg, int nseg)
 {
     static const char *const state_names[] = {"ready", "draining", "maintenance"};
-    enum admin_state state;
+    enum admin_state state = ADMIN_READY;
     const char *token;
     int status;
     json_t *ids, *o;
@@ -249,7 +249,10 @@ mutate(struct admin_conn *ac, const char *path, char **seg, int nseg)
         do_reload(ac, token, path);
         return;
     }
-    parse_state(seg[2], &state);
+    if (!parse_state(seg[2], &state)) { /* dispatch() let only the three verbs through */
+        reply_error(ac, 404, "Not Found", "no such endpoint", NULL);
+        return;
+    }
     ids = set_state(ac->a, seg[0], seg[1], state);
     if (ids == NULL) {
         audit(ac, token, path, 404, "no such target");

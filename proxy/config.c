@@ -244,6 +244,102 @@ config_free(struct config *cfg)
     free(cfg);
 }
 
+/* ---- ${VAR} and ${VAR:-default} in string values ---------------------------------------- */
+
+#define EXPANDED_MAX 4096
+
+/* Expand one string into out; returns 0, or -1 with the reason in why. */
+static int
+expand_string(const char *in, char *out, size_t outlen, char *why, size_t whylen)
+{
+    size_t o = 0;
+
+    while (*in != '\0') {
+        const char *end, *dash;
+        char name[65];
+        const char *val;
+        size_t n;
+
+        if (in[0] != '$' || in[1] != '{') {
+            if (o + 1 >= outlen)
+                goto toolong;
+            out[o++] = *in++;
+            continue;
+        }
+        end = strchr(in + 2, '}');
+        if (end == NULL) {
+            snprintf(why, whylen, "unterminated ${ in \"%s\"", in);
+            return -1;
+        }
+        dash = strstr(in + 2, ":-");
+        n = (size_t)((dash != NULL && dash < end ? dash : end) - (in + 2));
+        if (n == 0 || n >= sizeof(name)) {
+            snprintf(why, whylen, "bad variable name in \"%.*s\"", (int)(end - in + 1), in);
+            return -1;
+        }
+        memcpy(name, in + 2, n);
+        name[n] = '\0';
+        val = getenv(name);
+        if (val == NULL && dash != NULL && dash < end) {
+            n = (size_t)(end - (dash + 2));
+            if (o + n >= outlen)
+                goto toolong;
+            memcpy(out + o, dash + 2, n);
+            o += n;
+        } else if (val == NULL) {
+            snprintf(why, whylen, "environment variable %.64s is not set (${NAME:-default} gives "
+                                  "a default)",
+                     name);
+            return -1;
+        } else {
+            n = strlen(val);
+            if (o + n >= outlen)
+                goto toolong;
+            memcpy(out + o, val, n);
+            o += n;
+        }
+        in = end + 1;
+    }
+    out[o] = '\0';
+    return 0;
+toolong:
+    snprintf(why, whylen, "longer than %d characters once expanded", EXPANDED_MAX - 1);
+    return -1;
+}
+
+/* Walk every string value, expanding variables in place; errors name the JSON path. */
+static int
+expand_env(json_t *v, char *path, size_t len, struct config_error *err)
+{
+    char buf[EXPANDED_MAX], why[256];
+    const char *key;
+    json_t *item;
+    size_t i;
+
+    if (json_is_object(v)) {
+        json_object_foreach(v, key, item)
+        {
+            int n = snprintf(path + len, 256 - len, "%s%s", len ? "." : "", key);
+            if (n > 0 && len + (size_t)n < 256 && expand_env(item, path, len + (size_t)n, err) < 0)
+                return -1;
+        }
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, item)
+        {
+            int n = snprintf(path + len, 256 - len, "[%zu]", i);
+            if (n > 0 && len + (size_t)n < 256 && expand_env(item, path, len + (size_t)n, err) < 0)
+                return -1;
+        }
+    } else if (json_is_string(v) && strstr(json_string_value(v), "${") != NULL) {
+        path[len] = '\0';
+        if (expand_string(json_string_value(v), buf, sizeof(buf), why, sizeof(why)) < 0)
+            return cross_fail(err, "%s: %s", path, why);
+        json_string_set(v, buf);
+    }
+    path[len] = '\0';
+    return 0;
+}
+
 static struct config *
 config_from_json(json_t *root, struct config_error *err)
 {
@@ -253,8 +349,11 @@ config_from_json(json_t *root, struct config_error *err)
         cross_fail(err, "out of memory");
         return NULL;
     }
+    char path[256] = "";
+
     atomic_init(&cfg->refs, 1);
-    if (cfg_walk(&cfg_root, root, cfg, err->msg, sizeof(err->msg)) < 0)
+    if (expand_env(root, path, 0, err) < 0 ||
+        cfg_walk(&cfg_root, root, cfg, err->msg, sizeof(err->msg)) < 0)
         goto fail;
     if (check_listeners(cfg, err) < 0 || check_clusters(cfg, err) < 0 ||
         check_admin(cfg, err) < 0 || default_instance_id(cfg, err) < 0)

@@ -36,7 +36,8 @@ static void
 usage(FILE *out)
 {
     fprintf(out,
-            "usage: trident -c FILE          run with the configuration in FILE\n"
+            "usage: trident [-c FILE]        run with the configuration in FILE\n"
+            "                                (default: $TRIDENT_CONFIG)\n"
             "       trident --check -c FILE  validate FILE and exit (0: valid, 1: not)\n"
             "       trident --config-reference  print every configuration key (Markdown)\n"
             "       trident --version | --help\n");
@@ -309,6 +310,8 @@ main(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
+    if (path == NULL)
+        path = getenv("TRIDENT_CONFIG"); /* containers: the config file's path from the env */
     if (path == NULL || optind != argc) {
         usage(stderr);
         return 2;

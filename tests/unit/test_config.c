@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -166,6 +167,31 @@ test_find_server_by_id(void **state)
     config_unref(cfg);
 }
 
+static void
+test_environment_variables_expand_in_strings(void **state)
+{
+    struct config_error err;
+    struct config *cfg;
+
+    setenv("TRIDENT_TEST_LISTEN", "127.0.0.1:8181", 1);
+    unsetenv("TRIDENT_TEST_UNSET");
+    cfg = config_parse("{\"listeners\":[{\"address\":\"${TRIDENT_TEST_LISTEN}\"}],"
+                       "\"clusters\":[{\"name\":\"a\",\"provider\":\"${TRIDENT_TEST_UNSET:-ntt}\","
+                       "\"servers\":[{\"id\":\"a1\",\"address\":\"127.0.0.2:${TRIDENT_TEST_UNSET:-81}\"}]}]}",
+                       &err);
+    if (cfg == NULL)
+        fail_msg("%s", err.msg);
+    assert_string_equal(cfg->listeners[0].address, "127.0.0.1:8181");
+    assert_string_equal(cfg->clusters[0].provider, "ntt");
+    assert_string_equal(cfg->clusters[0].servers[0].address, "127.0.0.2:81");
+    config_unref(cfg);
+    assert_null(config_parse("{\"listeners\":[{\"address\":\"${TRIDENT_TEST_UNSET}\"}],"
+                             "\"clusters\":[" CLUSTER "]}",
+                             &err));
+    assert_string_equal(err.msg, "listeners[0].address: environment variable TRIDENT_TEST_UNSET "
+                                 "is not set (${NAME:-default} gives a default)");
+}
+
 /* The example config shipped in the repository must stay valid. */
 static void
 test_shipped_example_is_valid(void **state)
@@ -189,6 +215,7 @@ main(void)
         cmocka_unit_test(test_ipv6_and_wildcard_listeners_accepted),
         cmocka_unit_test(test_wildcard_refused_for_servers),
         cmocka_unit_test(test_find_server_by_id),
+        cmocka_unit_test(test_environment_variables_expand_in_strings),
         cmocka_unit_test(test_shipped_example_is_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
