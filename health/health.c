@@ -139,8 +139,13 @@ publish(struct hserver *s, enum check_reason why, int status)
 {
     struct server_shared *sh = &s->h->table.servers[s->index];
     bool usable = server_state_usable(&s->st);
+    bool out = s->st.health == HEALTH_DOWN || s->st.admin == ADMIN_MAINTENANCE;
+    bool was_out = atomic_load(&sh->health) == HEALTH_DOWN ||
+                   atomic_load(&sh->admin) == ADMIN_MAINTENANCE;
 
-    if (atomic_load(&sh->usable) && !usable)
+    /* Workers act on an epoch change: pooled connections go when a server stops taking requests,
+     * tunnels when it is down or in maintenance (a drained server going down counts too). */
+    if ((atomic_load(&sh->usable) && !usable) || (out && !was_out))
         atomic_fetch_add(&sh->down_epoch, 1);
     atomic_store(&sh->up_since_us, s->st.since_us);
     atomic_store(&sh->health, (uint8_t)s->st.health);
@@ -355,9 +360,8 @@ take_item(struct health *h, struct inbox_item it)
             eject(s, passive_reason[it.value]);
         return;
     }
-    if (s->st.admin == (enum admin_state)it.value)
+    if (!server_state_set_admin(&s->st, (enum admin_state)it.value, clock_mono_us()))
         return;
-    s->st.admin = (enum admin_state)it.value;
     log_info("server %s: admin state %s", s->conf->id, admin_state_name(s->st.admin));
     journal_add(h, s, from, CHECK_ADMIN, 0);
     publish(s, CHECK_ADMIN, 0);

@@ -63,6 +63,17 @@ server_state_restore(struct server_state *s, uint64_t now_us)
     return set_health(s, HEALTH_UP, now_us);
 }
 
+bool
+server_state_set_admin(struct server_state *s, enum admin_state admin, uint64_t now_us)
+{
+    if (s->admin == admin)
+        return false;
+    if (admin == ADMIN_READY && s->health == HEALTH_UP)
+        s->since_us = now_us;
+    s->admin = admin;
+    return true;
+}
+
 int
 server_state_weight(const struct server_state *s, int weight, uint64_t slow_start_us,
                     uint64_t now_us)

@@ -58,8 +58,9 @@ int runtime_rotation(struct runtime *rt);
 int runtime_start_workers(struct runtime *rt, int *fds, struct event *exit_ev);
 
 /* Reload from rt->cfg->path: validate everything first; on any error nothing changes and err
- * says why. Otherwise new connections use the new configuration from now on; listeners whose
- * address stays keep their sockets. Returns 0 or -1. */
+ * says why, beginning with the file's path. Otherwise new connections use the new configuration
+ * from now on, open ones from their next request; listeners whose address stays keep their
+ * sockets. Returns 0 or -1. */
 int runtime_reload(struct runtime *rt, char *err, size_t errlen);
 
 #endif

@@ -55,6 +55,10 @@ enum sm_change server_state_eject(struct server_state *s, uint64_t now_us);
 /* Bring a server back without checks (the ejection time of an unchecked cluster passed). */
 enum sm_change server_state_restore(struct server_state *s, uint64_t now_us);
 
+/* An operator's command. Returns false when the state did not change. A server returning to
+ * ready while up ramps through slow start: it comes back to cold caches like a recovered one. */
+bool server_state_set_admin(struct server_state *s, enum admin_state admin, uint64_t now_us);
+
 /* Whether the server takes new requests. */
 static inline bool
 server_state_usable(const struct server_state *s)

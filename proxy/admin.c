@@ -28,6 +28,7 @@
 
 #define ADMIN_MAX_CONNS 32
 #define ADMIN_TIMEOUT_MS 5000
+#define ADMIN_DENIED_TIMEOUT_MS 1000 /* a peer outside `allow` gets 1 s to say what it wanted */
 #define ADMIN_MAX_HEAD 8192
 
 struct admin_conn {
@@ -37,6 +38,8 @@ struct admin_conn {
     struct sockaddr_storage peer;
     char client[ADDR_TEXT_MAX];
     bool answered;
+    bool head_only; /* HEAD: the answer has no body */
+    bool denied;    /* outside admin.allow: refused once the request is read (and audited) */
     TAILQ_ENTRY(admin_conn) link;
 };
 
@@ -79,7 +82,8 @@ reply(struct admin_conn *ac, int status, const char *reason, const char *type, c
                         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                         "Cache-Control: no-store\r\n%sConnection: close\r\n\r\n",
                         status, reason, type, len, extra != NULL ? extra : "");
-    evbuffer_add(out, body, len);
+    if (!ac->head_only)
+        evbuffer_add(out, body, len);
     ac->answered = true;
     bufferevent_disable(ac->bev, EV_READ);
     bufferevent_enable(ac->bev, EV_WRITE);
@@ -212,9 +216,12 @@ static void
 do_reload(struct admin_conn *ac, const char *token, const char *path)
 {
     struct admin_env *env = ac->a->env;
-    char err[512];
+    char err[512], name[128];
     json_t *o;
 
+    /* `token` points into the configuration the reload may free */
+    snprintf(name, sizeof(name), "%s", token);
+    token = name;
     if (env->reload(env->reload_arg, err, sizeof(err)) < 0) {
         audit(ac, token, path, 400, err);
         reply_error(ac, 400, "Bad Request", err, NULL);
@@ -339,7 +346,12 @@ dispatch(struct admin_conn *ac)
     get_target = nseg == 1 && (strcmp(seg[0], "status") == 0 || strcmp(seg[0], "metrics") == 0 ||
                                strcmp(seg[0], "healthz") == 0);
     post_target = (nseg == 1 && strcmp(seg[0], "reload") == 0) || is_admin_target(seg, nseg);
-    if (get_target && (method == HTTP_GET || method == HTTP_HEAD))
+    ac->head_only = method == HTTP_HEAD;
+    if (ac->denied) {
+        if (method != HTTP_GET && method != HTTP_HEAD)
+            audit(ac, NULL, path, 403, "address not allowed");
+        reply_error(ac, 403, "Forbidden", "this address may not use the admin endpoint", NULL);
+    } else if (get_target && (method == HTTP_GET || method == HTTP_HEAD))
         serve_get(ac, seg[0]);
     else if (post_target && method == HTTP_POST)
         mutate(ac, path, seg, nseg);
@@ -365,6 +377,8 @@ read_cb(struct bufferevent *bev, void *arg)
     st = http_msg_feed(&ac->req, bufferevent_get_input(bev), NULL);
     if (st == HTTP_HEAD_DONE)
         dispatch(ac);
+    else if (st == HTTP_ERROR && ac->denied)
+        reply_error(ac, 403, "Forbidden", "this address may not use the admin endpoint", NULL);
     else if (st == HTTP_ERROR)
         reply_error(ac, 400, "Bad Request", http_msg_error_text(&ac->req), NULL);
 }
@@ -410,8 +424,12 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
     bufferevent_setcb(ac->bev, read_cb, flushed_cb, event_cb, ac);
     bufferevent_set_timeouts(ac->bev, &tv, &tv);
     bufferevent_enable(ac->bev, EV_READ | EV_WRITE);
-    if (conf->nallow > 0 && !cidr_match_any(conf->allow_nets, conf->nallow, sa))
-        reply_error(ac, 403, "Forbidden", "this address may not use the admin endpoint", NULL);
+    if (conf->nallow > 0 && !cidr_match_any(conf->allow_nets, conf->nallow, sa)) {
+        /* Read the request before refusing it, so that a mutating attempt is audited. */
+        ac->denied = true;
+        tv = clock_tv_ms(ADMIN_DENIED_TIMEOUT_MS);
+        bufferevent_set_timeouts(ac->bev, &tv, &tv);
+    }
 }
 
 /* ---- life ---------------------------------------------------------------------------------------- */

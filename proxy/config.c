@@ -365,13 +365,12 @@ fail:
 }
 
 static struct config *
-config_from_loaded(json_t *root, const json_error_t *jerr, const char *what,
-                   struct config_error *err)
+config_from_loaded(json_t *root, const json_error_t *jerr, struct config_error *err)
 {
     struct config *cfg;
 
     if (root == NULL) {
-        cross_fail(err, "%s: line %d column %d: %s", what, jerr->line, jerr->column, jerr->text);
+        cross_fail(err, "line %d column %d: %s", jerr->line, jerr->column, jerr->text);
         return NULL;
     }
     cfg = config_from_json(root, err);
@@ -385,11 +384,11 @@ config_load(const char *path, struct config_error *err)
     json_error_t jerr;
     /* Duplicate keys are refused: with them the file would not mean what it says. */
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-    struct config *cfg = config_from_loaded(root, &jerr, path, err);
+    struct config *cfg = config_from_loaded(root, &jerr, err);
 
     if (cfg != NULL && (cfg->path = strdup(path)) == NULL) {
         config_unref(cfg);
-        cross_fail(err, "%s: out of memory", path);
+        cross_fail(err, "out of memory");
         return NULL;
     }
     return cfg;
@@ -401,7 +400,7 @@ config_parse(const char *text, struct config_error *err)
     json_error_t jerr;
     json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
 
-    return config_from_loaded(root, &jerr, "config", err);
+    return config_from_loaded(root, &jerr, err);
 }
 
 struct config *

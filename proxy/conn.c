@@ -340,11 +340,27 @@ begin_exchange(struct conn *c)
         conn_arm_timer(c, c->cfg->timeouts.client_header_ms);
 }
 
+/* A reload happened since this connection's last request: the next one routes with the new
+ * configuration and health table, like a new connection. The listener (and its TLS context)
+ * stays: it is what the client connected to. */
+static void
+adopt_generation(struct conn *c)
+{
+    if (c->router == c->w->router)
+        return;
+    router_unref(c->router);
+    c->router = router_ref(c->w->router);
+    c->cfg = c->router->cfg;
+    c->req.max_head = (uint32_t)c->cfg->limits.max_header_bytes;
+    c->req.max_fields = (uint32_t)c->cfg->limits.max_header_count;
+}
+
 static void
 next_request(struct conn *c)
 {
     finish_exchange(c);
     http_msg_reset(&c->req);
+    adopt_generation(c);
     conn_set_state(c, CONN_IDLE);
     if (c->w->state != WORKER_RUNNING) {
         conn_close_after_flush(c);
@@ -374,7 +390,8 @@ conn_exchange_done(struct conn *c)
                     evbuffer_get_length(bufferevent_get_output(u->bev)) == 0;
 
     c->up = NULL;
-    if (reusable && router_server_usable(c->router, u->server))
+    /* a replaced generation's pool would only hold it until that router goes */
+    if (reusable && c->router == c->w->router && router_server_usable(c->router, u->server))
         upstream_pool_put(&u->server->pool, u);
     else
         upstream_free(u);

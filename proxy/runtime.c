@@ -263,8 +263,8 @@ commit(struct runtime *rt, struct config *cfg, struct tls_server **tls, struct h
         admin_reconfigure(rt->admin);
 }
 
-int
-runtime_reload(struct runtime *rt, char *err, size_t errlen)
+static int
+reload(struct runtime *rt, char *err, size_t errlen)
 {
     struct config_error cerr;
     struct config *cfg = config_load(rt->cfg->path, &cerr);
@@ -294,5 +294,17 @@ fail:
     health_unref(health);
     runtime_tls_free(tls, cfg->nlisteners);
     config_unref(cfg);
+    return -1;
+}
+
+int
+runtime_reload(struct runtime *rt, char *err, size_t errlen)
+{
+    char why[512];
+
+    if (reload(rt, why, sizeof(why)) == 0)
+        return 0;
+    /* the file's path first, as --check and start-up say it */
+    snprintf(err, errlen, "%s: %s", rt->cfg->path, why);
     return -1;
 }

@@ -83,13 +83,29 @@ test_admin_states_block_traffic_without_changing_health(void **state)
     struct server_state s;
 
     server_state_init(&s, false, 0);
-    s.admin = ADMIN_DRAINING;
+    assert_true(server_state_set_admin(&s, ADMIN_DRAINING, 100));
     assert_false(server_state_usable(&s));
     assert_int_equal(s.health, HEALTH_UP);
-    s.admin = ADMIN_MAINTENANCE;
+    assert_true(server_state_set_admin(&s, ADMIN_MAINTENANCE, 200));
     assert_false(server_state_usable(&s));
-    s.admin = ADMIN_READY;
+    assert_false(server_state_set_admin(&s, ADMIN_MAINTENANCE, 300)); /* no change */
+    assert_int_equal(s.since_us, 0);
+    assert_true(server_state_set_admin(&s, ADMIN_READY, 400));
     assert_true(server_state_usable(&s));
+    assert_int_equal(s.since_us, 400); /* back from maintenance: slow start from here */
+}
+
+static void
+test_ready_while_down_waits_for_checks(void **state)
+{
+    struct server_state s;
+
+    server_state_init(&s, true, 0);
+    server_state_check(&s, false, 2, 2, 50);
+    assert_true(server_state_set_admin(&s, ADMIN_MAINTENANCE, 100));
+    assert_true(server_state_set_admin(&s, ADMIN_READY, 200));
+    assert_false(server_state_usable(&s));
+    assert_int_equal(s.since_us, 50); /* the ramp starts when checks bring it up */
 }
 
 static void
@@ -116,6 +132,7 @@ main(void)
         cmocka_unit_test(test_eject_then_rise_brings_back),
         cmocka_unit_test(test_unchecked_server_starts_up_and_restores),
         cmocka_unit_test(test_admin_states_block_traffic_without_changing_health),
+        cmocka_unit_test(test_ready_while_down_waits_for_checks),
         cmocka_unit_test(test_slow_start_ramps_weight_linearly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
