@@ -29,6 +29,8 @@ struct admin_env {
     struct worker **workers;
     int nworkers;
     uint64_t started_us;   /* monotonic */
+    struct redis_stats *redis; /* every Redis connection's counters (nredis), or NULL */
+    size_t nredis;
     unsigned generation;   /* configurations loaded so far (1 at start) */
     /* Reload the configuration from cfg->path. Returns 0, or -1 with the reason in err. */
     int (*reload)(void *arg, char *err, size_t errlen);

@@ -193,6 +193,58 @@ struct admin_conf {
     char *audit_log;             /* "stderr" or a file path */
 };
 
+/* Redis, which the instances of a fleet share state through (a standalone server, or a master
+ * found through Sentinel). Changing it needs a restart. */
+struct redis_conf {
+    char *address;            /* host:port of a standalone server; NULL with sentinels */
+    struct addr addr;
+    char **sentinels;         /* host:port of each sentinel; none: `address` */
+    size_t nsentinels;
+    struct addr *sentinel_addrs; /* `sentinels`, resolved when the config loads */
+    char *master_name;        /* Sentinel: the monitored master's name */
+    char *username;           /* ACL user (Redis 6+); NULL: the default user */
+    char *password;           /* NULL: no AUTH; never logged */
+    int database;             /* SELECT this database (0: the default) */
+    char *prefix;             /* every key and channel starts with it */
+    int connect_timeout_ms;   /* TCP connect and the AUTH/SELECT handshake */
+    int command_timeout_ms;   /* a request waits at most this long for Redis, then goes on */
+    int io_timeout_ms;        /* a connection whose oldest command waits this long is dropped */
+    int backoff_min_ms;       /* reconnect delays double from this... */
+    int backoff_max_ms;       /* ...up to this, with jitter */
+    int max_pending;          /* commands in flight per connection; more: answered locally */
+};
+
+enum affinity_source {
+    AFFINITY_ISSUED, /* trident issues its own cookie */
+    AFFINITY_APP,    /* the application's session cookie, learnt from its Set-Cookie */
+};
+
+enum same_site {
+    SAME_SITE_LAX,
+    SAME_SITE_STRICT,
+    SAME_SITE_NONE,
+};
+
+/* Sticky sessions over all clusters: a session keeps going to one server while it can serve. */
+struct affinity_conf {
+    int source;            /* enum affinity_source */
+    char *cookie;          /* the cookie's name */
+    int ttl_s;             /* the session -> server mapping lives this long after its last use */
+    int same_site;         /* enum same_site, for an issued cookie */
+    int cookie_max_age_s;  /* an issued cookie's Max-Age; 0: a browser-session cookie */
+    int cache_entries;     /* mappings cached by each worker */
+    int cache_ms;          /* a cached mapping is trusted this long before Redis is asked again */
+};
+
+/* The fleet: instances that share health, admin states and ticket keys through Redis. */
+struct fleet_conf {
+    bool share_health;     /* publish and follow health transitions */
+    int quorum;            /* instances reporting a server down that take it down here as well */
+    int vote_ttl_ms;       /* a peer's down report counts this long unless renewed */
+    bool share_admin;      /* drain/maintenance apply on every instance */
+    bool share_tickets;    /* one set of TLS ticket keys for the whole fleet */
+};
+
 struct config {
     atomic_int refs;
     char *instance_id;      /* names this instance in /status, metrics and (later) Redis */
@@ -207,6 +259,9 @@ struct config {
     size_t nservers; /* all servers of all clusters */
     struct failover_conf failover;
     struct admin_conf *admin; /* NULL: no admin endpoint */
+    struct redis_conf *redis; /* NULL: no Redis: every instance on its own */
+    struct affinity_conf *affinity; /* NULL: no sticky sessions */
+    struct fleet_conf fleet;  /* with redis */
     char *path;               /* the file it was loaded from (for reloads); NULL from text */
 };
 

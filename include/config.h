@@ -27,6 +27,9 @@ struct config *config_ref(struct config *cfg);
 /* Drop a reference; the last one frees the config. Accepts NULL. */
 void config_unref(struct config *cfg);
 
+/* Whether two redis sections (either may be NULL) say the same. */
+bool config_redis_equal(const struct redis_conf *a, const struct redis_conf *b);
+
 /* Find a server by id across all clusters; NULL when absent. */
 const struct server_conf *config_find_server(const struct config *cfg, const char *id,
                                              const struct cluster_conf **cluster);

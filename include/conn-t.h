@@ -26,6 +26,7 @@ struct worker;
 struct router;
 struct server_rt;
 struct upstream;
+struct redis_op;
 
 /* The client connection's state. Only conn_set_state() changes it, and each state names what is
  * true while it lasts. */
@@ -35,6 +36,8 @@ enum conn_state {
     CONN_READING_HEAD,        /* a request head is arriving; header deadline timer */
     CONN_BUFFERING_BODY,      /* head accepted; a small body is read whole before any server
                                  sees the request (replayable, never half-forwarded) */
+    CONN_ROUTING,             /* request ready; waiting (redis.command_timeout_ms at most) for
+                                 Redis to say which server the session belongs to */
     CONN_CONNECTING_UPSTREAM, /* request ready; getting a server connection */
     CONN_STREAMING,           /* exchange under way: body up (req_phase), response down;
                                  the timer is the hedge delay */
@@ -59,6 +62,18 @@ enum resp_phase {
 };
 
 /* One request/response exchange: everything reset between keep-alive requests. */
+/* A request's sticky session (affinity section), from routing to the response head. */
+struct exchange_affinity {
+    bool decided;            /* routing looked at the session (once per request) */
+    bool keyed;              /* `key` names the request's session */
+    bool issue;              /* issued cookies: a new id goes out with the response */
+    uint8_t key[16];
+    char id[33];             /* issue: the new session id */
+    struct server_rt *server; /* the session's server for the first attempt, or NULL */
+    struct server_rt *stored; /* the server the stored mapping already names */
+    struct redis_op *op;     /* the lookup in flight (CONN_ROUTING) */
+};
+
 struct exchange {
     char id[REQID_MAX + 1];
     struct req_info info;
@@ -84,6 +99,7 @@ struct exchange {
     uint64_t start_us, first_attempt_us, connect_start_us, connected_us, sent_us, header_us;
     unsigned interim;        /* 1xx responses relayed */
     bool pooled;             /* the server connection came from the pool */
+    struct exchange_affinity aff;
 };
 
 struct conn {

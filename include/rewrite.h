@@ -32,6 +32,7 @@ struct rewrite_response_ctx {
     bool chunked;     /* trident sends the body chunked */
     bool upgrade;     /* a 101 to a WebSocket upgrade: keep Upgrade */
     const char *hsts; /* Strict-Transport-Security value to add when the server sent none */
+    const char *set_cookie; /* a Set-Cookie value to add (a new sticky session), or NULL */
 };
 
 /* Append the response head (final or 1xx) for the client to `out`. Returns 0 or -1. */

@@ -59,6 +59,9 @@ struct router {
     uint64_t seen_generation;   /* the table's generation the peers were computed from */
     bool ramping;               /* a server is in slow start: recompute weights on every pick */
     double hedge_tokens;        /* hedges this worker may still start (the hedge budget) */
+    struct server_rt **by_id;   /* every server, sorted by id (router_find) */
+    struct server_rt **by_index; /* every server, by its index (router_at) */
+    size_t nservers;
 };
 
 /* What a pick must avoid: servers already tried for this request, and the provider that just
@@ -89,6 +92,22 @@ void router_unref(struct router *r);
 
 /* Choose a server for a request, or NULL when none can take one. `avoid` may be NULL. */
 struct server_rt *router_pick(struct router *r, const struct pick_avoid *avoid);
+
+/* The server with config index i, or NULL. */
+static inline struct server_rt *
+router_at(const struct router *r, size_t i)
+{
+    return i < r->nservers ? r->by_index[i] : NULL;
+}
+
+/* The server with this id, or NULL. */
+struct server_rt *router_find(const struct router *r, const char *id, size_t len);
+
+/* A server for a session that has none (or whose server cannot serve): the same one on every
+ * instance with the same view of the fleet (rendezvous hashing of the session key over usable
+ * servers), at `provider` if one of its servers can serve, else anywhere. NULL: none usable. */
+struct server_rt *router_choose_for_key(struct router *r, const uint8_t key[16],
+                                        const char *provider);
 
 /* Whether server s takes new requests right now (the health table, not the last computed peers):
  * a connection to a server that went down mid-request must not go back to a pool. */

@@ -37,7 +37,16 @@ struct runtime {
     atomic_bool workers_ready;   /* `workers` is complete: the health thread may notify them */
     struct admin *admin;
     struct admin_env env;        /* what the admin endpoint reads */
+    struct redis_stats *redis_stats; /* RUNTIME_REDIS_WORKER0 + workers entries, or NULL */
+    size_t nredis;
 };
+
+/* Slots of runtime.redis_stats: the fleet's two connections, then one per worker. */
+enum { RUNTIME_REDIS_FLEET, RUNTIME_REDIS_FLEET_SUB, RUNTIME_REDIS_WORKER0 };
+
+/* The counters of every Redis connection (cfg has a redis section); 0 or -1. */
+int runtime_redis_stats(struct runtime *rt);
+void runtime_redis_stats_free(struct runtime *rt);
 
 /* One tls_server per TLS listener of cfg (NULL entries for plain ones). NULL with err. */
 struct tls_server **runtime_tls_build(const struct config *cfg, struct tls_tickets *tickets,

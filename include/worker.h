@@ -20,12 +20,16 @@
 #include <stdbool.h>
 #include <sys/queue.h>
 
+#include "affinity.h"
 #include "config-t.h"
 #include "reason.h"
 #include "reqid.h"
 
 struct conn;
 struct health;
+struct redis;
+struct redis_stats;
+struct session_cache;
 struct router;
 struct stats;
 struct tls_server;
@@ -105,6 +109,10 @@ struct worker {
     atomic_int cmd;             /* enum worker_cmd bits */
     struct worker_generation *_Atomic pending; /* WORKER_CMD_RELOAD: the next generation */
     atomic_uint_fast64_t reasons[REASON_COUNT]; /* outcomes counted (read by other threads) */
+    atomic_uint_fast64_t affinity[AFFINITY_RESULT_COUNT]; /* sticky sessions, by how resolved */
+    struct redis *redis;        /* this worker's Redis connection (sessions), or NULL */
+    struct config *redis_cfg;   /* the config redis's settings live in (a reference) */
+    struct session_cache *sessions; /* sticky sessions this worker remembers (affinity), or NULL */
     struct event *drain_ev;     /* the drain deadline */
     struct event *retry_ev;     /* resumes accepting after an accept error (EMFILE) */
     struct event *exit_notify;  /* main's event, activated when this loop has ended */
@@ -117,9 +125,11 @@ struct worker {
 };
 
 /* Build worker `id` with its first generation (taken, whatever the outcome), the access-log fd
- * (shared, not owned) and main's exit notification event. NULL with the reason in err. */
+ * (shared, not owned), main's exit notification event, and the counters of its Redis connection
+ * (kept by the caller; used when the config has a redis section). NULL with the reason in err. */
 struct worker *worker_new(int id, struct worker_generation *g, int alog_fd,
-                          struct event *exit_notify, char *err, size_t errlen);
+                          struct event *exit_notify, struct redis_stats *redis_stats, char *err,
+                          size_t errlen);
 
 /* Start the worker's thread. Returns 0 or -1. */
 int worker_start(struct worker *w);

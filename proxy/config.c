@@ -218,6 +218,34 @@ check_admin(struct config *cfg, struct config_error *err)
     return 0;
 }
 
+static int
+check_redis(struct config *cfg, struct config_error *err)
+{
+    struct redis_conf *r = cfg->redis;
+    char why[256];
+
+    if (r == NULL)
+        return 0;
+    if ((r->address == NULL) == (r->nsentinels == 0))
+        return cross_fail(err, "redis: give either address or sentinels");
+    if (r->nsentinels > 0 && r->master_name == NULL)
+        return cross_fail(err, "redis.master_name: required with sentinels");
+    if (r->nsentinels == 0 && r->master_name != NULL)
+        return cross_fail(err, "redis.master_name: only with sentinels");
+    if (r->backoff_min_ms > r->backoff_max_ms)
+        return cross_fail(err, "redis.backoff_min_ms: more than backoff_max_ms");
+    for (const char *p = r->prefix; *p; p++)
+        if (*p <= ' ' || *p >= 127)
+            return cross_fail(err, "redis.prefix: printable characters without spaces only");
+    r->sentinel_addrs = calloc(r->nsentinels ? r->nsentinels : 1, sizeof(*r->sentinel_addrs));
+    if (r->sentinel_addrs == NULL)
+        return cross_fail(err, "redis.sentinels: out of memory");
+    for (size_t i = 0; i < r->nsentinels; i++)
+        if (addr_parse(r->sentinels[i], 0, &r->sentinel_addrs[i], why, sizeof(why)) < 0)
+            return cross_fail(err, "redis.sentinels[%zu]: %s", i, why);
+    return 0;
+}
+
 /* The host name, cut to what a name may hold. */
 static int
 default_instance_id(struct config *cfg, struct config_error *err)
@@ -239,6 +267,8 @@ config_free(struct config *cfg)
 {
     if (cfg->admin != NULL)
         free(cfg->admin->allow_nets);
+    if (cfg->redis != NULL)
+        free(cfg->redis->sentinel_addrs);
     cfg_free(&cfg_root, cfg);
     free(cfg->path);
     free(cfg);
@@ -356,7 +386,7 @@ config_from_json(json_t *root, struct config_error *err)
         cfg_walk(&cfg_root, root, cfg, err->msg, sizeof(err->msg)) < 0)
         goto fail;
     if (check_listeners(cfg, err) < 0 || check_clusters(cfg, err) < 0 ||
-        check_admin(cfg, err) < 0 || default_instance_id(cfg, err) < 0)
+        check_admin(cfg, err) < 0 || check_redis(cfg, err) < 0 || default_instance_id(cfg, err) < 0)
         goto fail;
     return cfg;
 fail:
@@ -439,4 +469,29 @@ void
 config_print_reference(FILE *out)
 {
     cfg_print_reference(&cfg_root, out);
+}
+
+static bool
+str_equal(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+bool
+config_redis_equal(const struct redis_conf *a, const struct redis_conf *b)
+{
+    if (a == NULL || b == NULL)
+        return a == b;
+    if (!str_equal(a->address, b->address) || !str_equal(a->master_name, b->master_name) ||
+        !str_equal(a->username, b->username) || !str_equal(a->password, b->password) ||
+        !str_equal(a->prefix, b->prefix) || a->nsentinels != b->nsentinels ||
+        a->database != b->database || a->connect_timeout_ms != b->connect_timeout_ms ||
+        a->command_timeout_ms != b->command_timeout_ms || a->io_timeout_ms != b->io_timeout_ms ||
+        a->backoff_min_ms != b->backoff_min_ms || a->backoff_max_ms != b->backoff_max_ms ||
+        a->max_pending != b->max_pending)
+        return false;
+    for (size_t i = 0; i < a->nsentinels; i++)
+        if (strcmp(a->sentinels[i], b->sentinels[i]) != 0)
+            return false;
+    return true;
 }

@@ -326,6 +326,80 @@ static const struct cfg_field admin_fields[] = {
 };
 static const struct cfg_object admin_schema = {sizeof(struct admin_conf), FIELDS(admin_fields)};
 
+#define REDIS(k, lo, hi, d, text)                                                                  \
+    {.key = #k, .type = CFG_INT, .offset = offsetof(struct redis_conf, k), .min = (lo),          \
+     .max = (hi), .def = (d), .doc = (text)}
+static const struct cfg_field redis_fields[] = {
+    {.key = "address", .type = CFG_ADDR, .offset = offsetof(struct redis_conf, address),
+     .addr_offset = offsetof(struct redis_conf, addr),
+     .doc = "host:port of a standalone Redis (or use sentinels)"},
+    {.key = "sentinels", .type = CFG_STRINGS, .offset = offsetof(struct redis_conf, sentinels),
+     .count_offset = offsetof(struct redis_conf, nsentinels), .min = 1, .max = 300,
+     .count_max = 16, .doc = "host:port of each Redis Sentinel; the master is found through them"},
+    {.key = "master_name", .type = CFG_NAME, .offset = offsetof(struct redis_conf, master_name),
+     .doc = "With sentinels: the name of the monitored master"},
+    {.key = "username", .type = CFG_STRING, .offset = offsetof(struct redis_conf, username),
+     .min = 1, .max = 256, .doc = "ACL user name (Redis 6 and later)"},
+    {.key = "password", .type = CFG_STRING, .offset = offsetof(struct redis_conf, password),
+     .min = 1, .max = 512, .doc = "AUTH password (use ${VAR}: never logged)"},
+    REDIS(database, 0, 1000, 0, "Database number (SELECT)"),
+    {.key = "prefix", .type = CFG_STRING, .offset = offsetof(struct redis_conf, prefix), .min = 1,
+     .max = 64, .def_str = "trident:", .doc = "Prefix of every key and channel (the namespace)"},
+    REDIS(connect_timeout_ms, 1, 60000, 500, "Connect, AUTH and SELECT"),
+    REDIS(command_timeout_ms, 1, 10000, 5,
+          "How long a request waits for Redis before going on with local state"),
+    REDIS(io_timeout_ms, 10, 600000, 1000,
+          "A connection whose oldest command has waited this long is dropped and reconnected"),
+    REDIS(backoff_min_ms, 1, 600000, 100, "First reconnect delay; it doubles after each failure"),
+    REDIS(backoff_max_ms, 1, 600000, 5000, "Longest reconnect delay (each gets up to 50% jitter)"),
+    REDIS(max_pending, 1, 1000000, 10000,
+          "Commands in flight per connection; beyond it requests use local state"),
+};
+static const struct cfg_object redis_schema = {sizeof(struct redis_conf), FIELDS(redis_fields)};
+
+static const char *const affinity_source_names[] = {"issued", "app", NULL};
+static const char *const same_site_names[] = {"Lax", "Strict", "None", NULL};
+
+#define AFFINITY(k, lo, hi, d, text)                                                               \
+    {.key = #k, .type = CFG_INT, .offset = offsetof(struct affinity_conf, k), .min = (lo),       \
+     .max = (hi), .def = (d), .doc = (text)}
+static const struct cfg_field affinity_fields[] = {
+    {.key = "source", .type = CFG_ENUM, .offset = offsetof(struct affinity_conf, source),
+     .names = affinity_source_names, .def = AFFINITY_ISSUED,
+     .doc = "issued: trident sets its own cookie; app: the application's session cookie, learnt "
+            "from its Set-Cookie"},
+    {.key = "cookie", .type = CFG_NAME, .offset = offsetof(struct affinity_conf, cookie),
+     .def_str = "trident_affinity", .doc = "Name of the cookie that identifies a session"},
+    AFFINITY(ttl_s, 1, 2592000, 1800,
+             "A session's server is remembered this long after its last request"),
+    {.key = "same_site", .type = CFG_ENUM, .offset = offsetof(struct affinity_conf, same_site),
+     .names = same_site_names, .def = SAME_SITE_LAX, .doc = "issued: the cookie's SameSite"},
+    AFFINITY(cookie_max_age_s, 0, 31536000, 0, "issued: the cookie's Max-Age; 0: until the "
+             "browser closes"),
+    AFFINITY(cache_entries, 0, 10000000, 100000, "Sessions each worker keeps in memory; 0: none"),
+    AFFINITY(cache_ms, 0, 3600000, 2000,
+             "A session's server is taken from memory this long before Redis is asked again"),
+};
+static const struct cfg_object affinity_schema = {sizeof(struct affinity_conf),
+                                                  FIELDS(affinity_fields)};
+
+#define FLEET(k, type_, lo, hi, d, text)                                                           \
+    {.key = #k, .type = (type_), .offset = offsetof(struct fleet_conf, k), .min = (lo),          \
+     .max = (hi), .def = (d), .doc = (text)}
+static const struct cfg_field fleet_fields[] = {
+    FLEET(share_health, CFG_BOOL, 0, 1, 1,
+          "Publish health transitions; a peer's down stops traffic here until a check confirms"),
+    FLEET(quorum, CFG_INT, 1, 64, 2,
+          "This many instances reporting a server down take it down here too, checks or not"),
+    FLEET(vote_ttl_ms, CFG_INT, 100, 3600000, 30000,
+          "A peer's down report counts this long unless renewed"),
+    FLEET(share_admin, CFG_BOOL, 0, 1, 1,
+          "Drain and maintenance apply on every instance, also on those started later"),
+    FLEET(share_tickets, CFG_BOOL, 0, 1, 1,
+          "One set of TLS ticket keys for the fleet: sessions resume on any instance"),
+};
+static const struct cfg_object fleet_schema = {0, FIELDS(fleet_fields)};
+
 static const struct cfg_field root_fields[] = {
     {.key = "instance_id", .type = CFG_NAME, .offset = offsetof(struct config, instance_id),
      .def_doc = "the host name", .doc = "Names this instance in /status and metrics"},
@@ -350,6 +424,14 @@ static const struct cfg_field root_fields[] = {
     {.key = "admin", .type = CFG_SECTION, .offset = offsetof(struct config, admin),
      .child = &admin_schema, .doc = "Present: the admin HTTP endpoint (status, metrics, drain, "
                                     "reload)"},
+    {.key = "redis", .type = CFG_SECTION, .offset = offsetof(struct config, redis),
+     .child = &redis_schema,
+     .doc = "Present: instances share sessions, health, admin states and ticket keys through "
+            "Redis"},
+    {.key = "affinity", .type = CFG_SECTION, .offset = offsetof(struct config, affinity),
+     .child = &affinity_schema, .doc = "Present: sticky sessions (shared through Redis if set)"},
+    {.key = "fleet", .type = CFG_OBJECT, .offset = offsetof(struct config, fleet),
+     .child = &fleet_schema, .doc = "What instances share through Redis"},
 };
 const struct cfg_object cfg_root = {sizeof(struct config), FIELDS(root_fields)};
 

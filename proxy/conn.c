@@ -51,14 +51,18 @@ conn_set_state(struct conn *c, enum conn_state to)
         /* after a handshake, after an exchange, or after a request trident answered itself */
         assert(c->state == CONN_HANDSHAKE || c->state == CONN_STREAMING ||
                c->state == CONN_READING_HEAD || c->state == CONN_BUFFERING_BODY ||
-               c->state == CONN_CONNECTING_UPSTREAM);
+               c->state == CONN_ROUTING || c->state == CONN_CONNECTING_UPSTREAM);
         break;
     case CONN_READING_HEAD: assert(c->state == CONN_IDLE); break;
     case CONN_BUFFERING_BODY: assert(c->state == CONN_READING_HEAD); break;
+    case CONN_ROUTING:
+        assert(c->state == CONN_READING_HEAD || c->state == CONN_BUFFERING_BODY);
+        break;
     case CONN_CONNECTING_UPSTREAM:
         /* a first attempt, or another one after a failed attempt (retry) */
         assert(c->state == CONN_READING_HEAD || c->state == CONN_BUFFERING_BODY ||
-               c->state == CONN_CONNECTING_UPSTREAM || c->state == CONN_STREAMING);
+               c->state == CONN_ROUTING || c->state == CONN_CONNECTING_UPSTREAM ||
+               c->state == CONN_STREAMING);
         break;
     case CONN_STREAMING: assert(c->state == CONN_CONNECTING_UPSTREAM); break;
     case CONN_TUNNEL: assert(c->state == CONN_STREAMING); break;
@@ -286,7 +290,8 @@ error_keeps_connection(const struct conn *c, int status)
     return c->x.keep_alive && c->req_phase == REQ_DONE && c->req.head_complete &&
            (status == 502 || status == 503 || status == 504) &&
            (c->state == CONN_READING_HEAD || c->state == CONN_BUFFERING_BODY ||
-            c->state == CONN_CONNECTING_UPSTREAM || c->state == CONN_STREAMING);
+            c->state == CONN_ROUTING || c->state == CONN_CONNECTING_UPSTREAM ||
+            c->state == CONN_STREAMING);
 }
 
 void
@@ -610,6 +615,7 @@ client_read_cb(struct bufferevent *bev, void *arg)
         if (c->req_phase == REQ_BODY)
             conn_request_body(c);
         break;
+    case CONN_ROUTING:
     case CONN_CONNECTING_UPSTREAM:
         /* The body waits in the input buffer, bounded by its read watermark. */
         break;
@@ -849,6 +855,7 @@ conn_free(struct conn *c)
 {
     if (c->w != NULL && c->state == CONN_CLOSED)
         worker_conn_closed(c->w, c);
+    conn_affinity_cancel(c);
     upstream_free(c->up);
     upstream_free(c->hedge);
     if (c->bev != NULL) {

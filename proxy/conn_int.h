@@ -7,6 +7,7 @@
 #define TRIDENT_CONN_INT_H
 
 #include "conn.h"
+#include "rewrite.h"
 #include "upstream.h"
 
 /* conn.c */
@@ -39,6 +40,15 @@ void conn_promote_hedge(struct conn *c);
 extern const struct upstream_handler conn_upstream_handler;
 extern const struct upstream_handler conn_hedge_handler;
 
+/* conn_affinity.c: sticky sessions. Before the first attempt: whether the request must wait
+ * (CONN_ROUTING) for Redis to name the session's server; conn_start_attempt() runs again when it
+ * has. At the response head: the Set-Cookie of a new session (into cookie, kept by the caller)
+ * and the mapping stored where it changed. */
+bool conn_affinity_route(struct conn *c);
+void conn_affinity_response(struct conn *c, struct rewrite_response_ctx *ctx, char *cookie,
+                            size_t cookie_len);
+void conn_affinity_cancel(struct conn *c);
+
 /* tunnel.c */
 void tunnel_start(struct conn *c);
 
@@ -47,8 +57,8 @@ static inline bool
 conn_exchange_open(const struct conn *c)
 {
     return c->state == CONN_READING_HEAD || c->state == CONN_BUFFERING_BODY ||
-           c->state == CONN_CONNECTING_UPSTREAM || c->state == CONN_STREAMING ||
-           c->state == CONN_TUNNEL;
+           c->state == CONN_ROUTING || c->state == CONN_CONNECTING_UPSTREAM ||
+           c->state == CONN_STREAMING || c->state == CONN_TUNNEL;
 }
 
 /* The whole request is kept (no body, or one read whole): another attempt can resend it. */

@@ -96,6 +96,7 @@ on_final_head(struct conn *c)
         .hsts = c->tls != NULL ? tls_server_hsts(c->tls) : NULL,
     };
     enum body_kind kind;
+    char cookie[256];
 
     if (response_body_kind(c, &kind) < 0) {
         conn_fail(c, 502, REASON_UPSTREAM_BAD_RESPONSE);
@@ -107,6 +108,7 @@ on_final_head(struct conn *c)
         c->req_phase != REQ_DONE || c->w->state != WORKER_RUNNING)
         c->x.keep_alive = false;
     ctx.close = !c->x.keep_alive;
+    conn_affinity_response(c, &ctx, cookie, sizeof(cookie));
     body_init(&c->x.resp_body, kind, p->content_length, ctx.chunked, UINT64_MAX, &c->up->resp);
     if (write_head(c, &ctx) < 0) {
         conn_fail(c, 503, REASON_RESOURCE);
@@ -129,6 +131,7 @@ on_switching_protocols(struct conn *c)
         conn_fail(c, 502, REASON_UPSTREAM_BAD_RESPONSE);
         return;
     }
+    conn_affinity_response(c, NULL, NULL, 0); /* the mapping, not a cookie: a 101 sets none */
     if (write_head(c, &ctx) < 0) {
         conn_fail(c, 503, REASON_RESOURCE);
         return;

@@ -146,14 +146,21 @@ void
 conn_start_attempt(struct conn *c)
 {
     struct pick_avoid avoid = {c->x.tried, c->x.ntried, c->x.failed_provider};
-    struct server_rt *s;
+    struct server_rt *s = c->x.aff.server;
     bool pooled;
 
     if (c->x.attempts == 0) {
+        if (conn_affinity_route(c)) {
+            conn_set_state(c, CONN_ROUTING); /* lookup_cb starts the attempt */
+            return;
+        }
         c->x.first_attempt_us = clock_mono_us();
         router_hedge_credit(c->router, c->cfg->failover.hedge_budget_pct);
+        s = c->x.aff.server;
     }
-    s = c->x.ntried < CONN_MAX_ATTEMPTS ? router_pick(c->router, &avoid) : NULL;
+    /* the session's server first, while it serves; then the balancer */
+    if (c->x.attempts > 0 || s == NULL || !router_server_usable(c->router, s))
+        s = c->x.ntried < CONN_MAX_ATTEMPTS ? router_pick(c->router, &avoid) : NULL;
     if (s == NULL) {
         /* Nothing could take it: all down for a new request; for one that already failed
          * somewhere, that failure (502/504) says more than "no server". */

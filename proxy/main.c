@@ -191,6 +191,8 @@ start_admin(struct runtime *rt)
         .workers = rt->workers,
         .nworkers = rt->nworkers,
         .started_us = clock_mono_us(),
+        .redis = rt->redis_stats,
+        .nredis = rt->nredis,
         .generation = 1,
         .reload = reload_for_admin,
         .reload_arg = rt,
@@ -266,7 +268,8 @@ run(struct runtime *rt)
     rt->base = event_base_new();
     rt->workers = calloc((size_t)rt->cfg->workers, sizeof(*rt->workers));
     rt->stats = stats_new(rt->cfg->workers);
-    if (rt->base != NULL && rt->workers != NULL && rt->stats != NULL && start_tls(rt) == 0 &&
+    if (rt->base != NULL && rt->workers != NULL && rt->stats != NULL &&
+        runtime_redis_stats(rt) == 0 && start_tls(rt) == 0 &&
         (fds = open_sockets(rt->cfg)) != NULL && start_health(rt) == 0)
         rc = serve(rt, fds);
     else if (fds != NULL)
@@ -275,6 +278,7 @@ run(struct runtime *rt)
     free(fds);
     health_unref(rt->health);
     stats_free(rt->stats);
+    runtime_redis_stats_free(rt);
     free(rt->workers);
     if (rt->rotate_ev != NULL)
         event_free(rt->rotate_ev);

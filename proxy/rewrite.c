@@ -135,6 +135,8 @@ rewrite_response(const struct http_msg *m, const struct rewrite_response_ctx *ct
     }
     if (ctx->hsts != NULL && http_find_field(m, LIT("strict-transport-security"), 0) < 0)
         put_field(&o, LIT("Strict-Transport-Security"), ctx->hsts, strlen(ctx->hsts));
+    if (ctx->set_cookie != NULL)
+        put_field(&o, LIT("Set-Cookie"), ctx->set_cookie, strlen(ctx->set_cookie));
     if (ctx->chunked)
         puts_(&o, "Transfer-Encoding: chunked\r\n");
     if (ctx->upgrade)

@@ -14,6 +14,8 @@
 #include "tls_upstream.h"
 #include "upstream.h"
 
+static void refresh(struct router *r);
+
 static int
 cluster_init(struct cluster_rt *c, size_t index, size_t first_server, const struct config *cfg,
              struct stats *stats, int worker, char *err, size_t errlen)
@@ -54,6 +56,106 @@ cluster_init(struct cluster_rt *c, size_t index, size_t first_server, const stru
     return 0;
 }
 
+static int
+by_id_cmp(const void *a, const void *b)
+{
+    return strcmp((*(struct server_rt *const *)a)->conf->id, (*(struct server_rt *const *)b)->conf->id);
+}
+
+static int
+index_servers(struct router *r)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < r->nclusters; i++)
+        r->nservers += r->clusters[i].nservers;
+    r->by_id = calloc(r->nservers ? r->nservers : 1, sizeof(*r->by_id));
+    r->by_index = calloc(r->nservers ? r->nservers : 1, sizeof(*r->by_index));
+    if (r->by_id == NULL || r->by_index == NULL)
+        return -1;
+    for (size_t i = 0; i < r->nclusters; i++)
+        for (size_t j = 0; j < r->clusters[i].nservers; j++) {
+            r->by_index[n] = &r->clusters[i].servers[j];
+            r->by_id[n++] = &r->clusters[i].servers[j];
+        }
+    qsort(r->by_id, n, sizeof(*r->by_id), by_id_cmp);
+    return 0;
+}
+
+struct server_rt *
+router_find(const struct router *r, const char *id, size_t len)
+{
+    size_t lo = 0, hi = r->nservers;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const char *m = r->by_id[mid]->conf->id;
+        int c = strncmp(m, id, len);
+        if (c == 0 && m[len] != '\0')
+            c = 1; /* m is longer: it sorts after */
+        if (c == 0)
+            return r->by_id[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* splitmix64's finaliser over FNV-1a: a fixed function, so every instance agrees. */
+static uint64_t
+key_score(const uint8_t key[16], const char *id)
+{
+    uint64_t h = 1469598103934665603ULL;
+
+    for (int i = 0; i < 16; i++)
+        h = (h ^ key[i]) * 1099511628211ULL;
+    for (const char *p = id; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebULL;
+    return h ^ (h >> 31);
+}
+
+static struct server_rt *
+choose_among(struct router *r, const uint8_t key[16], const char *provider)
+{
+    struct server_rt *best = NULL;
+    uint64_t best_score = 0;
+
+    for (size_t i = 0; i < r->nclusters; i++) {
+        struct cluster_rt *c = &r->clusters[i];
+        if (!r->cluster_peers[i].usable || r->cluster_peers[i].weight <= 0 ||
+            (provider != NULL && strcmp(c->conf->provider, provider) != 0))
+            continue;
+        for (size_t j = 0; j < c->nservers; j++) {
+            uint64_t score;
+            if (!c->peers[j].usable || c->servers[j].conf->weight <= 0)
+                continue;
+            score = key_score(key, c->servers[j].conf->id);
+            if (best == NULL || score > best_score) {
+                best = &c->servers[j];
+                best_score = score;
+            }
+        }
+    }
+    return best;
+}
+
+struct server_rt *
+router_choose_for_key(struct router *r, const uint8_t key[16], const char *provider)
+{
+    struct server_rt *s = NULL;
+
+    refresh(r);
+    if (provider != NULL)
+        s = choose_among(r, key, provider);
+    return s != NULL ? s : choose_among(r, key, NULL);
+}
+
 struct router *
 router_new(struct config *cfg, struct health *health, struct stats *stats, int worker,
            char *err, size_t errlen)
@@ -80,6 +182,8 @@ router_new(struct config *cfg, struct health *health, struct stats *stats, int w
         first += cfg->clusters[i].nservers;
         r->cluster_peers[i].weight = cfg->clusters[i].weight;
     }
+    if (index_servers(r) < 0)
+        goto fail;
     return r;
 fail:
     router_unref(r);
@@ -103,6 +207,8 @@ router_unref(struct router *r)
     }
     free(r->clusters);
     free(r->cluster_peers);
+    free(r->by_id);
+    free(r->by_index);
     config_unref(r->cfg);
     health_unref(r->health);
     free(r);

@@ -21,6 +21,7 @@
 #include "runtime.h"
 #include "stats.h"
 #include "tls.h"
+#include "redis.h"
 #include "tls_tickets.h"
 #include "worker.h"
 
@@ -170,8 +171,10 @@ runtime_start_workers(struct runtime *rt, int *fds, struct event *exit_ev)
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
     for (int i = 0; i < cfg->workers; i++) {
-        struct worker *w = rc == 0 ? worker_new(i, gens[i], rt->alog_fd, exit_ev, err, sizeof(err))
-                                   : NULL;
+        struct redis_stats *rs =
+            rt->redis_stats != NULL ? &rt->redis_stats[RUNTIME_REDIS_WORKER0 + i] : NULL;
+        struct worker *w =
+            rc == 0 ? worker_new(i, gens[i], rt->alog_fd, exit_ev, rs, err, sizeof(err)) : NULL;
         if (rc == 0 && (w == NULL || worker_start(w) < 0)) {
             log_error("cannot start worker %d: %s", i, w == NULL ? err : strerror(errno));
             worker_join_free(w);
@@ -205,6 +208,8 @@ refuse_change(const struct config *old, const struct config *cfg, char *err, siz
     else if (admin_moved)
         snprintf(err, errlen, "admin: adding, removing or moving the admin endpoint needs a "
                               "restart");
+    else if (!config_redis_equal(old->redis, cfg->redis))
+        snprintf(err, errlen, "redis: changing the Redis settings needs a restart");
     else if (log_kind)
         snprintf(err, errlen, "log.access: switching between stdout, off and a file needs a "
                               "restart (a file can be changed for another file)");
@@ -307,4 +312,35 @@ runtime_reload(struct runtime *rt, char *err, size_t errlen)
     /* the file's path first, as --check and start-up say it */
     snprintf(err, errlen, "%s: %s", rt->cfg->path, why);
     return -1;
+}
+
+int
+runtime_redis_stats(struct runtime *rt)
+{
+    static const char *const fleet_names[] = {"fleet", "fleet-sub"};
+    char name[32];
+
+    if (rt->cfg->redis == NULL)
+        return 0;
+    rt->nredis = RUNTIME_REDIS_WORKER0 + (size_t)rt->cfg->workers;
+    rt->redis_stats = calloc(rt->nredis, sizeof(*rt->redis_stats));
+    if (rt->redis_stats == NULL)
+        return -1;
+    for (size_t i = 0; i < rt->nredis; i++) {
+        if (i < RUNTIME_REDIS_WORKER0)
+            snprintf(name, sizeof(name), "%s", fleet_names[i]);
+        else
+            snprintf(name, sizeof(name), "worker %zu", i - RUNTIME_REDIS_WORKER0);
+        redis_stats_init(&rt->redis_stats[i], name);
+    }
+    return 0;
+}
+
+void
+runtime_redis_stats_free(struct runtime *rt)
+{
+    for (size_t i = 0; rt->redis_stats != NULL && i < rt->nredis; i++)
+        redis_stats_destroy(&rt->redis_stats[i]);
+    free(rt->redis_stats);
+    rt->redis_stats = NULL;
 }

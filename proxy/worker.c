@@ -16,7 +16,9 @@
 #include "conn.h"
 #include "health.h"
 #include "log.h"
+#include "redis.h"
 #include "router.h"
+#include "session_cache.h"
 #include "stats.h"
 #include "tls.h"
 #include "worker.h"
@@ -290,6 +292,11 @@ apply_generation(struct worker *w, struct worker_generation *g)
     g->maintenance_page = NULL;
     w->max_conns = (unsigned)((w->cfg->limits.max_connections + w->cfg->workers - 1) /
                               w->cfg->workers);
+    /* the new router numbers servers afresh: what the cache remembers is void */
+    session_cache_free(w->sessions);
+    w->sessions = w->cfg->affinity != NULL
+                      ? session_cache_new((size_t)w->cfg->affinity->cache_entries)
+                      : NULL;
     worker_generation_free(g);
     return 0;
 }
@@ -428,8 +435,8 @@ worker_request(struct worker *w, enum worker_cmd cmd)
 /* ---- life --------------------------------------------------------------------------------------- */
 
 struct worker *
-worker_new(int id, struct worker_generation *g, int alog_fd, struct event *exit_notify, char *err,
-           size_t errlen)
+worker_new(int id, struct worker_generation *g, int alog_fd, struct event *exit_notify,
+           struct redis_stats *redis_stats, char *err, size_t errlen)
 {
     struct worker *w = calloc(1, sizeof(*w));
 
@@ -463,6 +470,11 @@ worker_new(int id, struct worker_generation *g, int alog_fd, struct event *exit_
         snprintf(err, errlen, "worker %d: a listener could not be set up", id);
         goto fail;
     }
+    if (w->cfg->redis != NULL) { /* its settings never change on reload: this config's stay */
+        w->redis_cfg = config_ref(w->cfg);
+        if ((w->redis = redis_new(w->base, w->cfg->redis, redis_stats)) == NULL)
+            goto fail;
+    }
     return w;
 fail:
     worker_join_free(w);
@@ -481,6 +493,8 @@ worker_main(void *arg)
         conn_close_now(c, REASON_SHUTDOWN);
         conn_free(c);
     }
+    redis_free(w->redis); /* on its own thread, after every connection that used it */
+    w->redis = NULL;
     atomic_store(&w->exited, true);
     event_active(w->exit_notify, EV_READ, 0);
     return NULL;
@@ -507,6 +521,9 @@ worker_join_free(struct worker *w)
     router_unref(w->router);
     health_unref(w->health);
     free(w->maintenance_page);
+    redis_free(w->redis);
+    config_unref(w->redis_cfg);
+    session_cache_free(w->sessions);
     access_log_free(w->alog);
     if (w->ctl_ev != NULL)
         event_free(w->ctl_ev);

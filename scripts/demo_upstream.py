@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 def make_handler(provider, server_id):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        wbufsize = 65536  # one write per response: no Nagle wait between head and body
         server_version = "demo-app"
 
         def _reply(self, body_obj, status=200):
