@@ -20,12 +20,13 @@
 
 #define INBOX_MAX 1024 /* pending reports; more in one loop iteration are dropped (duplicates) */
 
-enum inbox_kind { INBOX_PASSIVE, INBOX_ADMIN };
+enum inbox_kind { INBOX_PASSIVE, INBOX_ADMIN, INBOX_FLEET };
 
 struct inbox_item {
     uint32_t server;
     uint8_t kind;  /* enum inbox_kind */
-    uint8_t value; /* enum passive_event or enum admin_state */
+    uint8_t value; /* enum passive_event, enum admin_state or enum fleet_event */
+    char from[65]; /* INBOX_FLEET: the reporting instance */
 };
 
 struct provider {
@@ -67,6 +68,8 @@ struct health {
     struct event *wake_ev, *stop_ev, *notify_ev;
     void (*notify)(void *arg);
     void *notify_arg;
+    health_observer_fn *observer;
+    void *observer_arg;
     pthread_mutex_t lock; /* inbox and journal */
     struct inbox_item inbox[INBOX_MAX];
     size_t inbox_n;
@@ -93,6 +96,8 @@ static const char *const reason_names[CHECK_REASON_COUNT] = {
     [CHECK_BREAKER] = "provider breaker",
     [CHECK_EJECT_EXPIRED] = "ejection over",
     [CHECK_ADMIN] = "admin",
+    [CHECK_FLEET_SUSPECT] = "fleet: another instance reports it down",
+    [CHECK_FLEET_QUORUM] = "fleet: a quorum of instances report it down",
 };
 
 const char *
@@ -177,12 +182,26 @@ log_change(const struct hserver *s, enum health_state from, enum check_reason wh
 static void breaker_check(struct health *h, struct hserver *s);
 static void schedule(struct hserver *s, bool fast_now);
 
+static bool
+first_hand(enum check_reason why)
+{
+    return why != CHECK_ADMIN && why != CHECK_FLEET_SUSPECT && why != CHECK_FLEET_QUORUM;
+}
+
 static void
 apply(struct hserver *s, enum sm_change change, enum health_state from, enum check_reason why,
       int status)
 {
     if (change == SM_NONE)
         return;
+    if (change == SM_CLEARED) {
+        log_info("server %s: another instance's report is not confirmed by this instance's "
+                 "check", s->conf->id);
+        publish(s, why, status);
+        return;
+    }
+    if (s->h->observer != NULL && first_hand(why))
+        s->h->observer(s->h->observer_arg, s->conf->id, s->st.health, why);
     atomic_fetch_add(&s->h->table.servers[s->index].transitions, 1);
     log_change(s, from, why, status);
     journal_add(s->h, s, from, why, status);
@@ -335,13 +354,59 @@ push(struct health *h, struct inbox_item it)
 void
 health_report(struct health *h, size_t index, enum passive_event ev)
 {
-    push(h, (struct inbox_item){(uint32_t)index, INBOX_PASSIVE, (uint8_t)ev});
+    push(h, (struct inbox_item){
+                .server = (uint32_t)index, .kind = INBOX_PASSIVE, .value = (uint8_t)ev});
+}
+
+void
+health_fleet(struct health *h, size_t index, enum fleet_event ev, const char *instance)
+{
+    struct inbox_item it = {.server = (uint32_t)index, .kind = INBOX_FLEET, .value = (uint8_t)ev};
+
+    snprintf(it.from, sizeof(it.from), "%s", instance != NULL ? instance : "");
+    push(h, it);
+}
+
+void
+health_set_observer(struct health *h, health_observer_fn *fn, void *arg)
+{
+    h->observer = fn;
+    h->observer_arg = arg;
 }
 
 void
 health_set_admin(struct health *h, size_t index, enum admin_state admin)
 {
-    push(h, (struct inbox_item){(uint32_t)index, INBOX_ADMIN, (uint8_t)admin});
+    push(h, (struct inbox_item){
+                .server = (uint32_t)index, .kind = INBOX_ADMIN, .value = (uint8_t)admin});
+}
+
+/* A peer's report. Suspicion needs this instance's own check to decide, so it applies only to
+ * checked servers; an unchecked one goes out only when a quorum says so. */
+static void
+take_fleet(struct hserver *s, enum fleet_event ev, const char *from)
+{
+    bool down = ev == FLEET_QUORUM_DOWN;
+
+    if (ev == FLEET_SUSPECT) {
+        if (s->hc == NULL || !server_state_suspect(&s->st))
+            return;
+        log_warn("server %s: instance %s reports it down; checking it now", s->conf->id, from);
+        publish(s, CHECK_FLEET_SUSPECT, 0);
+        if (s->check == NULL) { /* the verdict of a check in flight will do */
+            evtimer_del(s->timer);
+            timer_cb(-1, 0, s);
+        }
+        return;
+    }
+    if (!server_state_set_fleet_down(&s->st, down))
+        return;
+    if (down)
+        log_warn("server %s: a quorum of instances report it down: out here too", s->conf->id);
+    else
+        log_info("server %s: fewer than a quorum of instances report it down now", s->conf->id);
+    journal_add(s->h, s, s->st.health, CHECK_FLEET_QUORUM, 0);
+    publish(s, down ? CHECK_FLEET_QUORUM : CHECK_OK, 0);
 }
 
 static void
@@ -358,6 +423,10 @@ take_item(struct health *h, struct inbox_item it)
     if (it.kind == INBOX_PASSIVE) {
         if (s->st.health == HEALTH_UP)
             eject(s, passive_reason[it.value]);
+        return;
+    }
+    if (it.kind == INBOX_FLEET) {
+        take_fleet(s, (enum fleet_event)it.value, it.from);
         return;
     }
     if (!server_state_set_admin(&s->st, (enum admin_state)it.value, clock_mono_us()))

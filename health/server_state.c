@@ -19,6 +19,7 @@ set_health(struct server_state *s, enum health_state h, uint64_t now_us)
     s->health = h;
     s->since_us = now_us;
     s->ok_streak = s->fail_streak = 0;
+    s->suspect = false; /* a transition settles any suspicion */
     return h == HEALTH_UP ? SM_WENT_UP : SM_WENT_DOWN;
 }
 
@@ -34,9 +35,13 @@ server_state_check(struct server_state *s, bool ok, unsigned rise, unsigned fall
     case HEALTH_UP:
         if (ok) {
             s->fail_streak = 0;
-            return SM_NONE;
+            if (!s->suspect)
+                return SM_NONE;
+            s->suspect = false;
+            return SM_CLEARED;
         }
-        return ++s->fail_streak >= fall ? set_health(s, HEALTH_DOWN, now_us) : SM_NONE;
+        return ++s->fail_streak >= fall || s->suspect ? set_health(s, HEALTH_DOWN, now_us)
+                                                      : SM_NONE;
     case HEALTH_DOWN:
         if (!ok) {
             s->ok_streak = 0;
@@ -71,6 +76,24 @@ server_state_set_admin(struct server_state *s, enum admin_state admin, uint64_t 
     if (admin == ADMIN_READY && s->health == HEALTH_UP)
         s->since_us = now_us;
     s->admin = admin;
+    return true;
+}
+
+bool
+server_state_suspect(struct server_state *s)
+{
+    if (s->health != HEALTH_UP || s->suspect)
+        return false;
+    s->suspect = true;
+    return true;
+}
+
+bool
+server_state_set_fleet_down(struct server_state *s, bool down)
+{
+    if (s->fleet_down == down)
+        return false;
+    s->fleet_down = down;
     return true;
 }
 

@@ -29,6 +29,7 @@ struct admin_env {
     struct worker **workers;
     int nworkers;
     uint64_t started_us;   /* monotonic */
+    struct fleet *fleet;   /* the fleet (a redis section), or NULL */
     struct redis_stats *redis; /* every Redis connection's counters (nredis), or NULL */
     size_t nredis;
     unsigned generation;   /* configurations loaded so far (1 at start) */
@@ -56,6 +57,10 @@ char *status_json(const struct admin_env *env);
 
 /* Whether trident can serve: at least one cluster has min_healthy usable servers. */
 int status_serving(const struct admin_env *env);
+
+/* "disabled" (no redis section), "connected" (every connection), "degraded" (some) or
+ * "reconnecting" (none). */
+const char *status_redis_state(const struct admin_env *env);
 
 /* Append the Prometheus text exposition of every metric. */
 void metrics_write(const struct admin_env *env, struct evbuffer *out);

@@ -30,6 +30,9 @@ void config_unref(struct config *cfg);
 /* Whether two redis sections (either may be NULL) say the same. */
 bool config_redis_equal(const struct redis_conf *a, const struct redis_conf *b);
 
+/* The shortest ticket key rotation period among TLS listeners using tickets; 0 when none does. */
+int config_ticket_rotate_s(const struct config *cfg);
+
 /* Find a server by id across all clusters; NULL when absent. */
 const struct server_conf *config_find_server(const struct config *cfg, const char *id,
                                              const struct cluster_conf **cluster);

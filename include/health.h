@@ -36,6 +36,8 @@ enum check_reason {
     CHECK_BREAKER,        /* the provider breaker took the whole provider out */
     CHECK_EJECT_EXPIRED,  /* unchecked cluster: the ejection time passed */
     CHECK_ADMIN,          /* an operator's command */
+    CHECK_FLEET_SUSPECT,  /* another instance reports it down: checking it here now */
+    CHECK_FLEET_QUORUM,   /* a quorum of instances report it down */
     CHECK_REASON_COUNT
 };
 
@@ -101,6 +103,21 @@ void health_report(struct health *h, size_t index, enum passive_event ev);
 
 /* From any thread: an operator's command (drain, maintenance, ready). */
 void health_set_admin(struct health *h, size_t index, enum admin_state admin);
+
+/* What other instances report (fleet.c, from Redis). Any thread. */
+enum fleet_event {
+    FLEET_SUSPECT,      /* `instance` saw it go down: no new requests, check it now */
+    FLEET_QUORUM_DOWN,  /* a quorum of instances report it down: out whatever the checks say */
+    FLEET_QUORUM_CLEAR, /* fewer than a quorum do now */
+};
+void health_fleet(struct health *h, size_t index, enum fleet_event ev, const char *instance);
+
+/* Before health_start(): fn is called on the health thread for every transition this instance
+ * observed itself (checks, passive reports, the breaker), not for those that came from the
+ * fleet or an operator, so that fleet.c publishes only first-hand news. */
+typedef void health_observer_fn(void *arg, const char *server_id, enum health_state to,
+                                enum check_reason why);
+void health_set_observer(struct health *h, health_observer_fn *fn, void *arg);
 
 /* Stop the thread (no more notify calls after it returns); the table stays readable. */
 void health_stop(struct health *h);

@@ -37,6 +37,7 @@ struct runtime {
     atomic_bool workers_ready;   /* `workers` is complete: the health thread may notify them */
     struct admin *admin;
     struct admin_env env;        /* what the admin endpoint reads */
+    struct fleet *fleet;         /* with a redis section: what instances share */
     struct redis_stats *redis_stats; /* RUNTIME_REDIS_WORKER0 + workers entries, or NULL */
     size_t nredis;
 };

@@ -3,7 +3,10 @@
  * results, passive ejections and admin commands, with plain arguments, so a unit test drives it
  * directly. Health (up, down, unknown before the first verdict) and admin intent (ready, draining,
  * maintenance) are kept apart: an operator draining a server does not make it unhealthy, and a
- * server that fails while drained is still known to be down. It is not thread-safe: the health
+ * server that fails while drained is still known to be down. Two overlays come from the fleet
+ * (other instances, through Redis): `suspect` (a peer saw it fail: no new requests until this
+ * instance's own next check decides) and `fleet_down` (a quorum of peers report it down). It is
+ * not thread-safe: the health
  * thread owns every struct server_state; workers see what it publishes (health.h).
  */
 #ifndef TRIDENT_SERVER_STATE_H
@@ -20,7 +23,7 @@ enum health_state {
 
 enum admin_state {
     ADMIN_READY,       /* serves */
-    ADMIN_DRAINING,    /* finishes what it has (and sticky sessions); no new sessions */
+    ADMIN_DRAINING,    /* finishes what it has (tunnels too); no new requests, sessions move */
     ADMIN_MAINTENANCE, /* out at once */
 };
 
@@ -28,6 +31,7 @@ enum sm_change {
     SM_NONE,
     SM_WENT_UP,
     SM_WENT_DOWN,
+    SM_CLEARED, /* a suspicion was lifted by a good check: usable again, health unchanged */
 };
 
 struct server_state {
@@ -35,6 +39,8 @@ struct server_state {
     enum admin_state admin;
     unsigned ok_streak;   /* consecutive good verdicts while not up */
     unsigned fail_streak; /* consecutive bad verdicts while not down */
+    bool suspect;         /* a peer reports it down; the next check here decides */
+    bool fleet_down;      /* a quorum of peers report it down */
     uint64_t since_us;    /* when health last changed (slow start counts from here); 0: up
                              since start-up, which no slow start applies to */
 };
@@ -44,7 +50,8 @@ struct server_state {
 void server_state_init(struct server_state *s, bool checked, uint64_t now_us);
 
 /* One active check's verdict. UNKNOWN takes the first verdict at once; then `rise` consecutive
- * successes bring a server up and `fall` consecutive failures take it down. */
+ * successes bring a server up and `fall` consecutive failures take it down. A suspect server
+ * goes down at its first failure (a peer saw it fail too) and is cleared by a success. */
 enum sm_change server_state_check(struct server_state *s, bool ok, unsigned rise, unsigned fall,
                                   uint64_t now_us);
 
@@ -59,18 +66,26 @@ enum sm_change server_state_restore(struct server_state *s, uint64_t now_us);
  * ready while up ramps through slow start: it comes back to cold caches like a recovered one. */
 bool server_state_set_admin(struct server_state *s, enum admin_state admin, uint64_t now_us);
 
+/* A peer reports the server down: suspect until the next check, if it is up. Returns whether it
+ * became suspect (a server that is not up, or already suspect, has nothing to suspend). */
+bool server_state_suspect(struct server_state *s);
+
+/* A quorum of peers reports it down (true) or no longer does (false). Returns whether the flag
+ * changed. */
+bool server_state_set_fleet_down(struct server_state *s, bool down);
+
 /* Whether the server takes new requests. */
 static inline bool
 server_state_usable(const struct server_state *s)
 {
-    return s->health == HEALTH_UP && s->admin == ADMIN_READY;
+    return s->health == HEALTH_UP && s->admin == ADMIN_READY && !s->suspect && !s->fleet_down;
 }
 
 /* Whether checks should run at the fast interval: a verdict is forming or the server is down. */
 static inline bool
 server_state_unsettled(const struct server_state *s)
 {
-    return s->health != HEALTH_UP || s->fail_streak > 0;
+    return s->health != HEALTH_UP || s->fail_streak > 0 || s->suspect;
 }
 
 /* Effective weight during slow start: weight ramps linearly from 1 over `slow_start_us` after

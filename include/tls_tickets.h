@@ -33,6 +33,10 @@ int tls_tickets_rotate(struct tls_tickets *t);
 /* Make `key` current (a key learnt from elsewhere), unless it already is. Returns 0. */
 int tls_tickets_install(struct tls_tickets *t, const struct tls_ticket_key *key);
 
+/* Replace every key with `keys` (newest first, at most TLS_TICKET_KEYS are kept): the fleet's
+ * set, learnt from Redis. n must be at least 1. Returns 0. */
+int tls_tickets_replace(struct tls_tickets *t, const struct tls_ticket_key *keys, int n);
+
 /* Copy the current key into *out. */
 void tls_tickets_current(struct tls_tickets *t, struct tls_ticket_key *out);
 

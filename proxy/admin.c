@@ -20,6 +20,7 @@
 
 #include "admin.h"
 #include "clock.h"
+#include "fleet.h"
 #include "health.h"
 #include "http.h"
 #include "listener.h"
@@ -201,6 +202,7 @@ set_state(struct admin *a, const char *kind, const char *name, enum admin_state 
                                                        : strcmp(c->provider, name) == 0;
             if (hit) {
                 health_set_admin(a->env->health, index, state);
+                fleet_admin_changed(a->env->fleet, c->servers[j].id, state);
                 json_array_append_new(ids, json_string(c->servers[j].id));
             }
         }

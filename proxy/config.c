@@ -495,3 +495,16 @@ config_redis_equal(const struct redis_conf *a, const struct redis_conf *b)
             return false;
     return true;
 }
+
+int
+config_ticket_rotate_s(const struct config *cfg)
+{
+    int s = 0;
+
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct tls_listen_conf *t = cfg->listeners[i].tls;
+        if (t != NULL && t->session_tickets && (s == 0 || t->ticket_rotate_s < s))
+            s = t->ticket_rotate_s;
+    }
+    return s;
+}

@@ -1,14 +1,19 @@
 /*
  * conn_affinity: sticky sessions in a request's life.
  *
- * Before the first attempt the session's server comes from, in order: this worker's memory (if
- * checked with Redis less than affinity.cache_ms ago), Redis (GETEX, which also slides the TTL;
- * the request waits in CONN_ROUTING at most redis.command_timeout_ms), or, without a timely
- * answer, memory however old, else the session key's rendezvous hash, which every instance and
- * worker computes alike. A session whose server cannot serve (down, draining, maintenance, gone
- * from the config) moves, to the same provider first, by the same hash: instances that see the
- * same fleet agree on the new server without asking each other. At the response head the
- * mapping is stored (SET with the TTL) when it changed, and a new session gets its cookie.
+ * A session that nobody knows yet (a new issued id, or a cookie Redis has no mapping for) goes
+ * where the session key's weighted rendezvous hash says: every instance and worker computes the
+ * same server without asking anyone, and a new session costs Redis nothing (clients that never
+ * come back, such as scripts, leave no key behind). A known session's server comes from, in
+ * order: this worker's memory (if checked with Redis less than affinity.cache_ms ago), Redis
+ * (GETEX, which also slides the TTL; the request waits in CONN_ROUTING at most
+ * redis.command_timeout_ms), or, without a timely answer, memory however old, else the hash. A
+ * session whose server cannot serve (down, draining, maintenance, gone from the config) moves, to
+ * the same provider first, by the same hash: instances that see the same fleet agree on the new
+ * server. At the response head the mapping is stored (SET with the TTL) when it is not stored
+ * yet or changed, so a returning session keeps its server even when the hash would now say
+ * another (a server back from an outage does not take sessions away); a new session gets its
+ * cookie.
  */
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -106,9 +111,12 @@ lookup_cb(const redisReply *reply, void *arg)
             move(c, s);
         }
     } else if (reply != NULL && reply->type == REDIS_REPLY_NIL) {
-        /* expired, or Redis lost it: what this worker remembers is written back */
+        /* not stored yet (a session's second request), expired, or Redis lost it: memory, else
+         * the hash; written back after the response */
         c->x.aff.server = entry_server(c, session_cache_get(cache_of(c), c->x.aff.key));
-        count(c, c->x.aff.server != NULL ? AFFINITY_LOCAL : AFFINITY_NEW);
+        if (c->x.aff.server == NULL)
+            c->x.aff.server = router_choose_for_key(c->router, c->x.aff.key, NULL);
+        count(c, AFFINITY_NEW);
     } else {
         decide_locally(c);
     }
@@ -149,6 +157,8 @@ conn_affinity_route(struct conn *c)
         return false;
     x->decided = true;
     if (!find_session(c, ac)) {
+        if (x->issue) /* where the new id's hash points; stored if the session comes back */
+            x->server = x->stored = router_choose_for_key(c->router, x->key, NULL);
         count(c, AFFINITY_NEW);
         return false;
     }

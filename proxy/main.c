@@ -23,7 +23,9 @@
 #include "admin.h"
 #include "clock.h"
 #include "config.h"
+#include "fleet.h"
 #include "health.h"
+#include "redis.h"
 #include "listener.h"
 #include "log.h"
 #include "runtime.h"
@@ -158,6 +160,22 @@ start_tls(struct runtime *rt)
     return runtime_rotation(rt);
 }
 
+/* With Redis: the fleet's connections (main thread), before the health thread so that its
+ * first-hand transitions are published from the start. */
+static int
+start_fleet(struct runtime *rt)
+{
+    if (rt->cfg->redis == NULL)
+        return 0;
+    rt->fleet = fleet_new(rt->base, rt->cfg, &rt->redis_stats[RUNTIME_REDIS_FLEET],
+                          &rt->redis_stats[RUNTIME_REDIS_FLEET_SUB], rt->tickets);
+    if (rt->fleet == NULL) {
+        log_error("fleet: out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 /* The health thread starts before the workers: a restart must not route to a dead provider, so
  * the first round of checks answers first (bounded by failover.startup_wait_ms). */
 static int
@@ -172,10 +190,16 @@ start_health(struct runtime *rt)
         log_error("%s", err);
         return -1;
     }
+    fleet_observe(rt->fleet, rt->health);
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
     rc = health_start(rt->health, rt->cfg->failover.startup_wait_ms);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc == 0 && rt->fleet != NULL) {
+        /* admin states and ticket keys from the fleet before the first request */
+        fleet_attach(rt->fleet, rt->cfg, rt->health);
+        fleet_wait_sync(rt->fleet, rt->cfg->redis->connect_timeout_ms);
+    }
     return rc;
 }
 
@@ -191,6 +215,7 @@ start_admin(struct runtime *rt)
         .workers = rt->workers,
         .nworkers = rt->nworkers,
         .started_us = clock_mono_us(),
+        .fleet = rt->fleet,
         .redis = rt->redis_stats,
         .nredis = rt->nredis,
         .generation = 1,
@@ -220,6 +245,9 @@ log_started(const struct config *cfg)
              cfg->workers, cfg->nclusters, cfg->nservers);
 }
 
+/* The signals serve() handles; blocked from run()'s start until their events are added. */
+static sigset_t handled_signals;
+
 static int
 serve(struct runtime *rt, int *fds)
 {
@@ -234,6 +262,7 @@ serve(struct runtime *rt, int *fds)
 
     for (int i = 0; i < 4; i++)
         evsignal_add(sigs[i], NULL);
+    pthread_sigmask(SIG_UNBLOCK, &handled_signals, NULL); /* held since before the sockets */
     if (runtime_start_workers(rt, fds, exit_ev) == 0 && start_admin(rt) == 0) {
         log_started(rt->cfg);
         event_base_loop(rt->base, EVLOOP_NO_EXIT_ON_EMPTY);
@@ -260,6 +289,15 @@ run(struct runtime *rt)
     int *fds = NULL, rc = 1;
 
     raise_fd_limit(rt->cfg);
+    /* The listening sockets accept connections (into the backlog) before the signal events
+     * exist: a SIGHUP or SIGTERM sent to a process that looks ready must wait for its handler,
+     * not kill it with the default action. serve() unblocks them. */
+    sigemptyset(&handled_signals);
+    sigaddset(&handled_signals, SIGTERM);
+    sigaddset(&handled_signals, SIGINT);
+    sigaddset(&handled_signals, SIGUSR1);
+    sigaddset(&handled_signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &handled_signals, NULL);
     rt->alog_fd = access_log_open_fd(rt->cfg->log.access);
     if (rt->alog_fd == -2) {
         log_error("open access log %s: %s", rt->cfg->log.access, strerror(errno));
@@ -269,13 +307,14 @@ run(struct runtime *rt)
     rt->workers = calloc((size_t)rt->cfg->workers, sizeof(*rt->workers));
     rt->stats = stats_new(rt->cfg->workers);
     if (rt->base != NULL && rt->workers != NULL && rt->stats != NULL &&
-        runtime_redis_stats(rt) == 0 && start_tls(rt) == 0 &&
+        runtime_redis_stats(rt) == 0 && start_tls(rt) == 0 && start_fleet(rt) == 0 &&
         (fds = open_sockets(rt->cfg)) != NULL && start_health(rt) == 0)
         rc = serve(rt, fds);
     else if (fds != NULL)
         for (size_t k = 0; k < (size_t)rt->cfg->workers * rt->cfg->nlisteners; k++)
             close(fds[k]);
     free(fds);
+    fleet_free(rt->fleet);
     health_unref(rt->health);
     stats_free(rt->stats);
     runtime_redis_stats_free(rt);

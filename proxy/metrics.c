@@ -9,8 +9,11 @@
 #include <string.h>
 
 #include "admin.h"
+#include "affinity.h"
 #include "clock.h"
+#include "fleet.h"
 #include "health.h"
+#include "redis.h"
 #include "reason.h"
 #include "stats.h"
 #include "worker.h"
@@ -268,6 +271,64 @@ listener_metrics(const struct admin_env *env, struct evbuffer *out)
     }
 }
 
+static void
+redis_metrics(const struct admin_env *env, struct evbuffer *out)
+{
+    static const struct {
+        const char *result;
+        size_t off;
+    } results[] = {
+        {"sent", offsetof(struct redis_stats, commands)},
+        {"timeout", offsetof(struct redis_stats, timeouts)},
+        {"error", offsetof(struct redis_stats, errors)},
+        {"refused", offsetof(struct redis_stats, refused)},
+    };
+
+    if (env->cfg->affinity != NULL) {
+        family(out, "trident_affinity_total", "counter",
+               "Sticky-session requests, by where their server came from");
+        for (int r = 0; r < AFFINITY_RESULT_COUNT; r++) {
+            uint64_t n = 0;
+            for (int w = 0; w < env->nworkers; w++)
+                n += atomic_load_explicit(&env->workers[w]->affinity[r], memory_order_relaxed);
+            evbuffer_add_printf(out, "trident_affinity_total{result=\"%s\"} %llu\n",
+                                affinity_result_name((enum affinity_result)r),
+                                (unsigned long long)n);
+        }
+    }
+    if (env->redis == NULL)
+        return;
+    family(out, "trident_redis_up", "gauge", "1 while the Redis connection is ready");
+    for (size_t i = 0; i < env->nredis; i++) {
+        evbuffer_add_printf(out, "trident_redis_up{connection=");
+        label_value(out, env->redis[i].name);
+        evbuffer_add_printf(out, "} %d\n", atomic_load(&env->redis[i].state) == REDIS_READY);
+    }
+    family(out, "trident_redis_commands_total", "counter",
+           "Redis commands sent, and those answered too late (timeout), with an error or "
+           "never sent (refused)");
+    for (size_t i = 0; i < env->nredis; i++)
+        for (size_t k = 0; k < sizeof(results) / sizeof(results[0]); k++) {
+            evbuffer_add_printf(out, "trident_redis_commands_total{connection=");
+            label_value(out, env->redis[i].name);
+            evbuffer_add_printf(out, ",result=\"%s\"} %llu\n", results[k].result,
+                                (unsigned long long)atomic_load(
+                                    (_Atomic uint64_t *)((char *)&env->redis[i] + results[k].off)));
+        }
+    family(out, "trident_redis_reconnects_total", "counter", "Redis connections made ready");
+    for (size_t i = 0; i < env->nredis; i++) {
+        evbuffer_add_printf(out, "trident_redis_reconnects_total{connection=");
+        label_value(out, env->redis[i].name);
+        evbuffer_add_printf(out, "} %llu\n",
+                            (unsigned long long)atomic_load(&env->redis[i].connects));
+    }
+    if (env->fleet != NULL) {
+        family(out, "trident_fleet_instances", "gauge",
+               "Instances heard from in the last 10 s, this one included");
+        evbuffer_add_printf(out, "trident_fleet_instances %zu\n", fleet_peer_count(env->fleet));
+    }
+}
+
 void
 metrics_write(const struct admin_env *env, struct evbuffer *out)
 {
@@ -294,4 +355,5 @@ metrics_write(const struct admin_env *env, struct evbuffer *out)
     }
     listener_metrics(env, out);
     server_metrics(env, out);
+    redis_metrics(env, out);
 }

@@ -1,6 +1,7 @@
 /*
  * router: the per-worker routing table and the two-level pick (cluster, then server).
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -120,22 +121,31 @@ key_score(const uint8_t key[16], const char *id)
     return h ^ (h >> 31);
 }
 
+/* Weighted rendezvous hashing: each server scores w / -ln(u), u uniform in (0, 1] from the
+ * key and its id; the highest wins. w is the server's share of all requests as configured
+ * (cluster weight times its share of the cluster), not of the servers up now, so a server going
+ * down moves only its own sessions. */
 static struct server_rt *
 choose_among(struct router *r, const uint8_t key[16], const char *provider)
 {
     struct server_rt *best = NULL;
-    uint64_t best_score = 0;
+    double best_score = 0;
 
     for (size_t i = 0; i < r->nclusters; i++) {
         struct cluster_rt *c = &r->clusters[i];
-        if (!r->cluster_peers[i].usable || r->cluster_peers[i].weight <= 0 ||
+        double total = 0;
+        if (!r->cluster_peers[i].usable || c->conf->weight <= 0 ||
             (provider != NULL && strcmp(c->conf->provider, provider) != 0))
             continue;
+        for (size_t j = 0; j < c->nservers; j++)
+            total += c->servers[j].conf->weight;
         for (size_t j = 0; j < c->nservers; j++) {
-            uint64_t score;
+            double u, score;
             if (!c->peers[j].usable || c->servers[j].conf->weight <= 0)
                 continue;
-            score = key_score(key, c->servers[j].conf->id);
+            u = ((double)(key_score(key, c->servers[j].conf->id) >> 11) + 0.5) /
+                9007199254740992.0; /* 2^53: u in (0, 1) */
+            score = c->conf->weight * (c->servers[j].conf->weight / total) / -log(u);
             if (best == NULL || score > best_score) {
                 best = &c->servers[j];
                 best_score = score;

@@ -21,6 +21,7 @@
 #include "runtime.h"
 #include "stats.h"
 #include "tls.h"
+#include "fleet.h"
 #include "redis.h"
 #include "tls_tickets.h"
 #include "worker.h"
@@ -86,28 +87,16 @@ on_rotate(evutil_socket_t fd, short what, void *arg)
 {
     struct runtime *rt = arg;
 
+    if (fleet_owns_tickets(rt->fleet))
+        return; /* the fleet's keys rotate in Redis */
     if (tls_tickets_rotate(rt->tickets) < 0)
         log_error("tls: cannot make a new session ticket key; keeping the current one");
-}
-
-/* The shortest rotation period among listeners using tickets, or 0 when none does. */
-static int
-ticket_rotate_s(const struct config *cfg)
-{
-    int s = 0;
-
-    for (size_t i = 0; i < cfg->nlisteners; i++) {
-        const struct tls_listen_conf *t = cfg->listeners[i].tls;
-        if (t != NULL && t->session_tickets && (s == 0 || t->ticket_rotate_s < s))
-            s = t->ticket_rotate_s;
-    }
-    return s;
 }
 
 int
 runtime_rotation(struct runtime *rt)
 {
-    int rotate = ticket_rotate_s(rt->cfg);
+    int rotate = config_ticket_rotate_s(rt->cfg);
     struct timeval tv = {.tv_sec = rotate};
 
     if (rt->rotate_ev == NULL)
@@ -258,6 +247,7 @@ commit(struct runtime *rt, struct config *cfg, struct tls_server **tls, struct h
     rt->env.cfg = cfg;
     rt->env.health = health;
     rt->env.generation++;
+    fleet_attach(rt->fleet, cfg, health);
     log_set_level((enum log_level)cfg->log.error_level);
     if (new_log && access_log_reopen_fd(rt->alog_fd, cfg->log.access) < 0)
         log_error("reload: cannot open access log %s: %s; lines go to the old file",
@@ -285,6 +275,8 @@ reload(struct runtime *rt, char *err, size_t errlen)
         (tls = runtime_tls_build(cfg, rt->tickets, err, errlen)) == NULL)
         goto fail;
     health = health_new(cfg, rt->health, runtime_notify_workers, rt, err, errlen);
+    if (health != NULL)
+        fleet_observe(rt->fleet, health);
     if (health == NULL || (gens = build_generations(rt, cfg, health, tls, err, errlen)) == NULL ||
         plan_listeners(rt, cfg, gens, err, errlen) < 0 || health_start(health, 0) < 0)
         goto fail;

@@ -7,8 +7,11 @@
 #include <stdlib.h>
 
 #include "admin.h"
+#include "affinity.h"
 #include "clock.h"
+#include "fleet.h"
 #include "health.h"
+#include "redis.h"
 #include "reason.h"
 #include "stats.h"
 #include "strbuf.h"
@@ -194,10 +197,66 @@ journal_json(const struct admin_env *env)
     return arr;
 }
 
+const char *
+status_redis_state(const struct admin_env *env)
+{
+    size_t ready = 0;
+
+    if (env->redis == NULL)
+        return "disabled";
+    for (size_t i = 0; i < env->nredis; i++)
+        ready += atomic_load(&env->redis[i].state) == REDIS_READY;
+    return ready == env->nredis ? "connected" : ready > 0 ? "degraded" : "reconnecting";
+}
+
+static json_t *
+redis_json(const struct admin_env *env)
+{
+    json_t *o = json_object(), *conns = json_array();
+
+    json_object_set_new(o, "state", json_string(status_redis_state(env)));
+    for (size_t i = 0; i < env->nredis; i++) {
+        struct redis_stats *rs = &env->redis[i];
+        char server[ADDR_TEXT_MAX];
+
+        redis_stats_server(rs, server, sizeof(server));
+        json_array_append_new(
+            conns,
+            json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "name", rs->name, "state",
+                      redis_state_name((enum redis_state)atomic_load(&rs->state)), "server",
+                      server, "commands", (json_int_t)atomic_load(&rs->commands), "timeouts",
+                      (json_int_t)atomic_load(&rs->timeouts), "errors",
+                      (json_int_t)atomic_load(&rs->errors), "refused",
+                      (json_int_t)atomic_load(&rs->refused), "connects",
+                      (json_int_t)atomic_load(&rs->connects), "disconnects",
+                      (json_int_t)atomic_load(&rs->disconnects)));
+    }
+    if (env->redis != NULL)
+        json_object_set_new(o, "connections", conns);
+    else
+        json_decref(conns);
+    return o;
+}
+
+static json_t *
+affinity_json(const struct admin_env *env)
+{
+    json_t *o = json_object();
+
+    for (int r = 0; r < AFFINITY_RESULT_COUNT; r++) {
+        uint64_t n = 0;
+        for (int w = 0; w < env->nworkers; w++)
+            n += atomic_load_explicit(&env->workers[w]->affinity[r], memory_order_relaxed);
+        json_object_set_new(o, affinity_result_name((enum affinity_result)r),
+                            json_integer((json_int_t)n));
+    }
+    return o;
+}
+
 char *
 status_json(const struct admin_env *env)
 {
-    json_t *root = json_object(), *redis = json_object();
+    json_t *root = json_object();
     char *text;
 
     json_object_set_new(root, "instance", json_string(env->cfg->instance_id));
@@ -211,8 +270,11 @@ status_json(const struct admin_env *env)
     json_object_set_new(root, "clusters", clusters_json(env));
     json_object_set_new(root, "outcomes", outcomes_json(env));
     json_object_set_new(root, "journal", journal_json(env));
-    json_object_set_new(redis, "state", json_string("disabled"));
-    json_object_set_new(root, "redis", redis);
+    json_object_set_new(root, "redis", redis_json(env));
+    if (env->fleet != NULL)
+        json_object_set_new(root, "fleet", fleet_status(env->fleet));
+    if (env->cfg->affinity != NULL)
+        json_object_set_new(root, "affinity", affinity_json(env));
     text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
     json_decref(root);
     return text;

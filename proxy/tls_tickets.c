@@ -58,6 +58,18 @@ tls_tickets_install(struct tls_tickets *t, const struct tls_ticket_key *key)
     return 0;
 }
 
+int
+tls_tickets_replace(struct tls_tickets *t, const struct tls_ticket_key *keys, int n)
+{
+    n = n > TLS_TICKET_KEYS ? TLS_TICKET_KEYS : n;
+    pthread_mutex_lock(&t->lock);
+    OPENSSL_cleanse(t->keys, sizeof(t->keys));
+    memcpy(t->keys, keys, sizeof(*keys) * (size_t)n);
+    t->nkeys = n;
+    pthread_mutex_unlock(&t->lock);
+    return 0;
+}
+
 struct tls_tickets *
 tls_tickets_new(void)
 {

@@ -6,6 +6,7 @@ import threading
 import time
 import unittest
 
+from healthlib import RawServer, health, silent
 from harness import (NO_PASSIVE, STREAM_BODIES, Client, E2ETestCase, T, cluster, echo_handler,
                      make_config, wait_until)
 
@@ -29,6 +30,10 @@ def connect_refused(host, port):
         return e.errno == errno.ECONNREFUSED
     finally:
         s.close()
+
+
+def msgs(t):
+    return [e.get("msg", "") for e in t.error_lines()]
 
 
 class GracefulShutdown(E2ETestCase):
@@ -129,6 +134,36 @@ class GracefulShutdown(E2ETestCase):
             code = t.wait(T(10))
             self.assertLess(time.monotonic() - t0, T(3))
             self.assertEqual(code, 0)
+
+
+class StartupSignals(E2ETestCase):
+    """trident accepts connections (the listening sockets' backlog) while it still waits for the
+    first round of health checks; a signal in that window must be handled, not kill it."""
+
+    def start_waiting(self):
+        mute = RawServer(self.net.upstream_ip(0), silent)  # accepts checks, never answers
+        self.addCleanup(mute.close)
+        ca = cluster("ntt", [("ntt-1", mute.address)])
+        ca["health"] = health(timeout_ms=30000)
+        cfg = make_config([ca], failover={"startup_wait_ms": 3000})
+        t = self.trident(cfg).__enter__()
+        self.addCleanup(t.__exit__, None, None, None)
+        wait_until(lambda: mute.connections >= 1, T(5), what="the first check to be waiting")
+        self.assertFalse(any(" started: " in x for x in msgs(t)), "start-up wait already over")
+        return t
+
+    def test_sigterm_during_startup_wait_stops_cleanly(self):
+        t = self.start_waiting()
+        t.send_signal(signal.SIGTERM)
+        self.assertEqual(t.wait(T(15)), 0, t.error_log())
+        self.assertTrue(any(x == "stopped" for x in msgs(t)), t.error_log())
+
+    def test_sighup_during_startup_wait_reloads(self):
+        t = self.start_waiting()
+        t.send_signal(signal.SIGHUP)
+        wait_until(lambda: any(" started: " in x for x in msgs(t)), T(10), what="start")
+        wait_until(lambda: any(x.startswith("configuration reloaded") for x in msgs(t)), T(5), what="the reload logged")
+        self.assertTrue(t.alive(), t.error_log())
 
 
 class Descriptors(E2ETestCase):

@@ -123,6 +123,44 @@ test_slow_start_ramps_weight_linearly(void **state)
     assert_int_equal(server_state_weight(&s, 100, 10000, 6000), 100);   /* up since start-up */
 }
 
+static void
+test_peer_report_suspends_until_the_next_check(void **state)
+{
+    struct server_state s;
+
+    server_state_init(&s, true, 0);
+    server_state_check(&s, true, 2, 3, 10);
+    assert_true(server_state_suspect(&s));
+    assert_false(server_state_suspect(&s)); /* already */
+    assert_false(server_state_usable(&s));
+    assert_true(server_state_unsettled(&s)); /* checked at the fast interval */
+    /* this instance's check passes: the report is not confirmed */
+    assert_int_equal(server_state_check(&s, true, 2, 3, 20), SM_CLEARED);
+    assert_true(server_state_usable(&s));
+    /* suspect again; the check fails: down at once, whatever `fall` says */
+    assert_true(server_state_suspect(&s));
+    assert_int_equal(server_state_check(&s, false, 2, 3, 30), SM_WENT_DOWN);
+    assert_false(s.suspect);
+    /* a server that is not up has nothing to suspend */
+    assert_false(server_state_suspect(&s));
+}
+
+static void
+test_fleet_quorum_overrides_own_checks(void **state)
+{
+    struct server_state s;
+
+    server_state_init(&s, true, 0);
+    server_state_check(&s, true, 2, 2, 10);
+    assert_true(server_state_set_fleet_down(&s, true));
+    assert_false(server_state_set_fleet_down(&s, true));
+    assert_int_equal(server_state_check(&s, true, 2, 2, 20), SM_NONE);
+    assert_false(server_state_usable(&s)); /* good checks here do not lift it */
+    assert_int_equal(s.health, HEALTH_UP);
+    assert_true(server_state_set_fleet_down(&s, false));
+    assert_true(server_state_usable(&s));
+}
+
 int
 main(void)
 {
@@ -133,6 +171,8 @@ main(void)
         cmocka_unit_test(test_unchecked_server_starts_up_and_restores),
         cmocka_unit_test(test_admin_states_block_traffic_without_changing_health),
         cmocka_unit_test(test_ready_while_down_waits_for_checks),
+        cmocka_unit_test(test_peer_report_suspends_until_the_next_check),
+        cmocka_unit_test(test_fleet_quorum_overrides_own_checks),
         cmocka_unit_test(test_slow_start_ramps_weight_linearly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
