@@ -123,13 +123,15 @@ class Image(unittest.TestCase):
 
     def test_compose_trident_config_is_valid(self):
         # the service names resolve only inside the compose network: check a copy with the
-        # demo servers' names mapped to loopback
+        # demo servers' and Redis's names mapped to loopback
         src = os.path.join(ROOT, "docker", "compose", "trident.json")
         with open(src) as f:
             text = f.read()
         for p in ("ntt", "gmo", "aws"):
             for n in (1, 2):
                 text = text.replace(f'"{p}-{n}:8080"', f'"127.0.{["ntt", "gmo", "aws"].index(p) + 1}.{n}:8080"')
+        self.assertIn('"redis:6379"', text)
+        text = text.replace('"redis:6379"', '"127.0.0.1:6379"')
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
             f.write(text)
         try:
