@@ -1,9 +1,11 @@
 /*
  * tls_tickets: the keys that encrypt TLS session tickets, behind one small interface so that the
- * Redis issue can share them across instances (it installs the fleet's keys with
- * tls_tickets_install()). Keys rotate on a schedule: the newest encrypts, the two before it still
- * decrypt, so a ticket lives at most three rotation periods. Thread-safe: workers read keys during
- * handshakes while the main thread rotates them; the lock is held only to copy 80 bytes.
+ * fleet can share them across instances (it installs the fleet's set with tls_tickets_replace()).
+ * Keys rotate on a schedule: the newest encrypts, the two before it still decrypt, so a ticket
+ * lives at most three rotation periods; a key learnt from the fleet also carries its end of life,
+ * past which it decrypts nothing even before the next rotation or sync drops it. Thread-safe:
+ * workers read keys during handshakes while the main thread rotates them; the lock is held only to
+ * copy 80 bytes.
  */
 #ifndef TRIDENT_TLS_TICKETS_H
 #define TRIDENT_TLS_TICKETS_H
@@ -30,17 +32,14 @@ void tls_tickets_free(struct tls_tickets *t);
 /* Make a new random key current; the oldest one is forgotten. Returns 0 or -1. */
 int tls_tickets_rotate(struct tls_tickets *t);
 
-/* Make `key` current (a key learnt from elsewhere), unless it already is. Returns 0. */
-int tls_tickets_install(struct tls_tickets *t, const struct tls_ticket_key *key);
-
 /* Replace every key with `keys` (newest first, at most TLS_TICKET_KEYS are kept): the fleet's
- * set, learnt from Redis. n must be at least 1. Returns 0. */
-int tls_tickets_replace(struct tls_tickets *t, const struct tls_ticket_key *keys, int n);
+ * set, learnt from Redis. expires_ms[i] is key i's end of life (wall clock, ms). n must be at
+ * least 1. Returns 0. */
+int tls_tickets_replace(struct tls_tickets *t, const struct tls_ticket_key *keys,
+                        const long long *expires_ms, int n);
 
-/* Copy the current key into *out. */
-void tls_tickets_current(struct tls_tickets *t, struct tls_ticket_key *out);
-
-/* Find a key by name: returns 1 if it is the current key, 2 if an older one, 0 if unknown. */
+/* Find a key by name: returns 1 if it is the current key, 2 if an older one, 0 if unknown or
+ * past its end of life. */
 int tls_tickets_find(struct tls_tickets *t, const uint8_t name[16], struct tls_ticket_key *out);
 
 /* OpenSSL's ticket callback (SSL_CTX_set_tlsext_ticket_key_evp_cb) for an SSL_CTX whose

@@ -366,15 +366,19 @@ format_keys(const struct stored_key *keys, int n, char *buf, size_t len)
     buf[o] = '\0';
 }
 
+/* A key lives three periods from its creation, whoever made it. */
 static void
-install(struct fleet *f, const struct stored_key *keys, int n)
+install(struct fleet *f, const struct stored_key *keys, int n, long long period_ms)
 {
     struct tls_ticket_key k[TLS_TICKET_KEYS];
+    long long expires_ms[TLS_TICKET_KEYS];
 
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         k[i] = keys[i].key;
+        expires_ms[i] = keys[i].created_ms + 3 * period_ms;
+    }
     if (n > 0)
-        tls_tickets_replace(f->tickets, k, n);
+        tls_tickets_replace(f->tickets, k, expires_ms, n);
     OPENSSL_cleanse(k, sizeof(k));
 }
 
@@ -417,7 +421,7 @@ tickets_read_cb(const redisReply *reply, void *arg)
         n = parse_keys(reply->str, reply->len, now - 3 * period_ms, keys + 1);
     }
     if (n > 0 && keys[1].created_ms > now - period_ms) {
-        install(f, keys + 1, n);
+        install(f, keys + 1, n, period_ms);
         OPENSSL_cleanse(keys, sizeof(keys));
         return;
     }

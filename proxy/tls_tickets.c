@@ -8,11 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "tls_tickets.h"
 
 struct tls_tickets {
     pthread_mutex_t lock;
     struct tls_ticket_key keys[TLS_TICKET_KEYS]; /* keys[0] is current */
+    long long expires_ms[TLS_TICKET_KEYS];       /* wall clock; 0: until rotated out */
     int nkeys;
 };
 
@@ -29,7 +31,9 @@ static void
 push_key(struct tls_tickets *t, const struct tls_ticket_key *k)
 {
     memmove(&t->keys[1], &t->keys[0], sizeof(t->keys[0]) * (TLS_TICKET_KEYS - 1));
+    memmove(&t->expires_ms[1], &t->expires_ms[0], sizeof(t->expires_ms[0]) * (TLS_TICKET_KEYS - 1));
     t->keys[0] = *k;
+    t->expires_ms[0] = 0;
     if (t->nkeys < TLS_TICKET_KEYS)
         t->nkeys++;
 }
@@ -49,22 +53,14 @@ tls_tickets_rotate(struct tls_tickets *t)
 }
 
 int
-tls_tickets_install(struct tls_tickets *t, const struct tls_ticket_key *key)
-{
-    pthread_mutex_lock(&t->lock);
-    if (t->nkeys == 0 || memcmp(t->keys[0].name, key->name, sizeof(key->name)) != 0)
-        push_key(t, key);
-    pthread_mutex_unlock(&t->lock);
-    return 0;
-}
-
-int
-tls_tickets_replace(struct tls_tickets *t, const struct tls_ticket_key *keys, int n)
+tls_tickets_replace(struct tls_tickets *t, const struct tls_ticket_key *keys,
+                    const long long *expires_ms, int n)
 {
     n = n > TLS_TICKET_KEYS ? TLS_TICKET_KEYS : n;
     pthread_mutex_lock(&t->lock);
     OPENSSL_cleanse(t->keys, sizeof(t->keys));
     memcpy(t->keys, keys, sizeof(*keys) * (size_t)n);
+    memcpy(t->expires_ms, expires_ms, sizeof(*expires_ms) * (size_t)n);
     t->nkeys = n;
     pthread_mutex_unlock(&t->lock);
     return 0;
@@ -96,22 +92,17 @@ tls_tickets_free(struct tls_tickets *t)
     free(t);
 }
 
-void
-tls_tickets_current(struct tls_tickets *t, struct tls_ticket_key *out)
-{
-    pthread_mutex_lock(&t->lock);
-    *out = t->keys[0];
-    pthread_mutex_unlock(&t->lock);
-}
-
 int
 tls_tickets_find(struct tls_tickets *t, const uint8_t name[16], struct tls_ticket_key *out)
 {
+    long long now = clock_wall_ms();
     int found = 0;
 
     pthread_mutex_lock(&t->lock);
     for (int i = 0; i < t->nkeys; i++) {
         if (memcmp(t->keys[i].name, name, 16) == 0) {
+            if (t->expires_ms[i] != 0 && now >= t->expires_ms[i])
+                break; /* past its end of life: a full handshake */
             *out = t->keys[i];
             found = i == 0 ? 1 : 2;
             break;
@@ -119,6 +110,14 @@ tls_tickets_find(struct tls_tickets *t, const uint8_t name[16], struct tls_ticke
     }
     pthread_mutex_unlock(&t->lock);
     return found;
+}
+
+static void
+current_key(struct tls_tickets *t, struct tls_ticket_key *out)
+{
+    pthread_mutex_lock(&t->lock);
+    *out = t->keys[0];
+    pthread_mutex_unlock(&t->lock);
 }
 
 static int
@@ -146,7 +145,7 @@ ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char iv[EVP_MAX_IV_LENG
     if (t == NULL)
         return -1;
     if (enc) {
-        tls_tickets_current(t, &k);
+        current_key(t, &k);
         if (RAND_bytes(iv, 16) != 1)
             rc = -1;
         memcpy(key_name, k.name, 16);
