@@ -34,6 +34,7 @@ struct access_entry {
     unsigned attempts;      /* upstream connections tried (retries and a hedge included) */
     bool hedged;            /* a second attempt raced the first */
     enum reason reason;
+    const char *rule;       /* the access rule that applied, or NULL */
     const char *tls_version; /* NULL on plain connections */
     const char *tls_cipher;
 };

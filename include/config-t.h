@@ -138,6 +138,7 @@ struct failover_conf {
 };
 
 struct listener_conf {
+    char *name;                  /* what access rules call it; NULL: its address */
     char *address;
     struct addr addr;
     int backlog;
@@ -191,6 +192,31 @@ struct admin_conf {
     size_t nallow;
     struct cidr *allow_nets;     /* `allow`, parsed when the config loads */
     char *audit_log;             /* "stderr" or a file path */
+};
+
+/* One access rule: where it applies (every condition given must hold: listener, Host, path
+ * prefix of the normalised path) and what a request must satisfy there. */
+struct access_rule_conf {
+    char *name;                 /* in the access log when the rule refuses a request */
+    char **listeners;           /* listener names or addresses; none: every listener */
+    size_t nlisteners;
+    char **hosts;               /* Host without port, case-insensitive, "*.x" for subdomains */
+    size_t nhosts;
+    char *path_prefix;          /* of the normalised path */
+    char **allow, **deny;       /* client CIDRs: deny wins; a non-empty allow admits only them */
+    size_t nallow, ndeny;
+    struct cidr *allow_nets, *deny_nets; /* parsed when the config loads */
+    char **methods;             /* allowed methods; none: any */
+    size_t nmethods;
+    int64_t max_request_body;   /* -1: limits.max_request_body */
+    int allow_encoded_slash;    /* -1: access.allow_encoded_slash */
+};
+
+/* Edge checks of every request head, before routing. */
+struct access_conf {
+    bool allow_encoded_slash;   /* %2F and %5C in paths (else 403) */
+    struct access_rule_conf *rules; /* the first rule whose conditions hold applies */
+    size_t nrules;
 };
 
 /* Redis, which the instances of a fleet share state through (a standalone server, or a master
@@ -261,6 +287,7 @@ struct config {
     struct admin_conf *admin; /* NULL: no admin endpoint */
     struct redis_conf *redis; /* NULL: no Redis: every instance on its own */
     struct affinity_conf *affinity; /* NULL: no sticky sessions */
+    struct access_conf access;
     struct fleet_conf fleet;  /* with redis */
     char *path;               /* the file it was loaded from (for reloads); NULL from text */
 };

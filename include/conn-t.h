@@ -100,6 +100,8 @@ struct exchange {
     unsigned interim;        /* 1xx responses relayed */
     bool pooled;             /* the server connection came from the pool */
     struct exchange_affinity aff;
+    const char *rule;            /* the access rule that applied (config-owned), or NULL */
+    int64_t max_request_body;    /* limits.max_request_body, or the access rule's */
 };
 
 struct conn {
@@ -118,6 +120,7 @@ struct conn {
     TAILQ_ENTRY(conn) link;
     char client_ip[46];
     char client[ADDR_TEXT_MAX];
+    struct sockaddr_storage peer; /* the client's address, for access rules */
     struct http_msg req;         /* request parser and head */
     struct upstream *up;         /* the server connection of the current exchange */
     struct upstream *hedge;      /* a second attempt racing `up`, or NULL */

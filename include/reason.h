@@ -12,7 +12,7 @@ enum reason {
     REASON_HEAD_TOO_LARGE,        /* request head over max_header_bytes (431) */
     REASON_TOO_MANY_HEADERS,      /* over max_header_count (431) */
     REASON_BODY_TOO_LARGE,        /* request body over max_request_body (413) */
-    REASON_METHOD_NOT_ALLOWED,    /* CONNECT (405) */
+    REASON_METHOD_NOT_ALLOWED,    /* CONNECT, or a method an access rule does not allow (405) */
     REASON_EXPECTATION_FAILED,    /* an Expect other than 100-continue (417) */
     REASON_CLIENT_TIMEOUT,        /* head or body did not arrive in time (408) */
     REASON_CLIENT_ABORTED,        /* client closed or reset mid-request */
@@ -37,6 +37,10 @@ enum reason {
     REASON_RETRIED,               /* counter only: an attempt failed and another one started */
     REASON_HEDGED,                /* counter only: a second attempt raced a slow one */
     REASON_SHUTDOWN,              /* the drain timeout ended the request */
+    REASON_ACCESS_DENIED,         /* an access rule refused the client's address (403) */
+    REASON_PATH_REFUSED,          /* the path climbs above the root, or holds an encoded NUL or
+                                     slash where not allowed (403) */
+    REASON_URI_TOO_LONG,          /* a path over ACCESS_PATH_MAX (414) */
     REASON_COUNT
 };
 

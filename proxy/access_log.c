@@ -162,6 +162,8 @@ format_entry(struct strbuf *sb, const struct access_entry *e)
     }
     if (e->reason != REASON_NONE)
         strbuf_json_str(sb, "reason", reason_name(e->reason), strlen(reason_name(e->reason)));
+    if (e->rule != NULL)
+        strbuf_json_str(sb, "rule", e->rule, strlen(e->rule));
 }
 
 void

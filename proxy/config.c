@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "config_schema.h"
+#include "hex.h"
 
 static int __attribute__((format(printf, 2, 3)))
 cross_fail(struct config_error *err, const char *fmt, ...)
@@ -178,15 +179,6 @@ check_clusters(struct config *cfg, struct config_error *err)
 }
 
 static int
-hexval(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
-}
-
-static int
 check_admin(struct config *cfg, struct config_error *err)
 {
     struct admin_conf *a = cfg->admin;
@@ -195,7 +187,8 @@ check_admin(struct config *cfg, struct config_error *err)
         return 0;
     for (size_t i = 0; i < a->ntokens; i++) {
         for (int j = 0; j < 32; j++) {
-            int hi = hexval(a->tokens[i].sha256[2 * j]), lo = hexval(a->tokens[i].sha256[2 * j + 1]);
+            const char *d = a->tokens[i].sha256 + 2 * j;
+            int hi = hex_value(d[0]), lo = hex_value(d[1]);
             if (hi < 0 || lo < 0)
                 return cross_fail(err, "admin.tokens[%zu].sha256: expected 64 hex digits", i);
             a->tokens[i].digest[j] = (uint8_t)(hi << 4 | lo);
@@ -246,6 +239,85 @@ check_redis(struct config *cfg, struct config_error *err)
     return 0;
 }
 
+static int
+parse_nets(char **texts, size_t n, struct cidr **out, const char *what, size_t rule,
+           struct config_error *err)
+{
+    *out = calloc(n ? n : 1, sizeof(**out));
+    if (*out == NULL)
+        return cross_fail(err, "access.rules[%zu].%s: out of memory", rule, what);
+    for (size_t i = 0; i < n; i++)
+        if (cidr_parse(texts[i], &(*out)[i]) < 0)
+            return cross_fail(err, "access.rules[%zu].%s[%zu]: expected an address or a network "
+                                   "such as 10.0.0.0/8 or 2001:db8::/32", rule, what, i);
+    return 0;
+}
+
+static bool
+names_listener(const struct config *cfg, const char *s)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct listener_conf *l = &cfg->listeners[i];
+        if ((l->name != NULL && strcmp(l->name, s) == 0) || strcmp(l->address, s) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool
+is_token(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && strchr("!#$%&'*+-.^_`|~", *s) == NULL)
+            return false;
+    return true;
+}
+
+static int
+check_access_rule(struct config *cfg, size_t i, struct config_error *err)
+{
+    struct access_rule_conf *r = &cfg->access.rules[i];
+
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(cfg->access.rules[j].name, r->name) == 0)
+            return cross_fail(err, "access.rules[%zu].name: duplicate name \"%s\"", i, r->name);
+    for (size_t j = 0; j < r->nlisteners; j++)
+        if (!names_listener(cfg, r->listeners[j]))
+            return cross_fail(err, "access.rules[%zu].listeners[%zu]: no listener is named or "
+                                   "bound to \"%s\"", i, j, r->listeners[j]);
+    for (size_t j = 0; j < r->nhosts; j++)
+        for (const char *p = r->hosts[j]; *p; p++)
+            if (*p == ':' || *p <= ' ' || *p >= 127 || (*p >= 'A' && *p <= 'Z'))
+                return cross_fail(err, "access.rules[%zu].hosts[%zu]: expected a lower-case host "
+                                       "name without port", i, j);
+    if (r->path_prefix[0] != '/')
+        return cross_fail(err, "access.rules[%zu].path_prefix: must start with /", i);
+    for (size_t j = 0; j < r->nmethods; j++)
+        if (!is_token(r->methods[j]))
+            return cross_fail(err, "access.rules[%zu].methods[%zu]: expected a method name", i, j);
+    return parse_nets(r->allow, r->nallow, &r->allow_nets, "allow", i, err) < 0 ||
+                   parse_nets(r->deny, r->ndeny, &r->deny_nets, "deny", i, err) < 0
+               ? -1
+               : 0;
+}
+
+static int
+check_access(struct config *cfg, struct config_error *err)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        for (size_t j = 0; j < i && cfg->listeners[i].name != NULL; j++)
+            if (cfg->listeners[j].name != NULL &&
+                strcmp(cfg->listeners[i].name, cfg->listeners[j].name) == 0)
+                return cross_fail(err, "listeners[%zu].name: duplicate name \"%s\"", i,
+                                  cfg->listeners[i].name);
+    for (size_t i = 0; i < cfg->access.nrules; i++)
+        if (check_access_rule(cfg, i, err) < 0)
+            return -1;
+    return 0;
+}
+
 /* The host name, cut to what a name may hold. */
 static int
 default_instance_id(struct config *cfg, struct config_error *err)
@@ -269,6 +341,10 @@ config_free(struct config *cfg)
         free(cfg->admin->allow_nets);
     if (cfg->redis != NULL)
         free(cfg->redis->sentinel_addrs);
+    for (size_t i = 0; i < cfg->access.nrules; i++) {
+        free(cfg->access.rules[i].allow_nets);
+        free(cfg->access.rules[i].deny_nets);
+    }
     cfg_free(&cfg_root, cfg);
     free(cfg->path);
     free(cfg);
@@ -386,7 +462,8 @@ config_from_json(json_t *root, struct config_error *err)
         cfg_walk(&cfg_root, root, cfg, err->msg, sizeof(err->msg)) < 0)
         goto fail;
     if (check_listeners(cfg, err) < 0 || check_clusters(cfg, err) < 0 ||
-        check_admin(cfg, err) < 0 || check_redis(cfg, err) < 0 || default_instance_id(cfg, err) < 0)
+        check_admin(cfg, err) < 0 || check_redis(cfg, err) < 0 || check_access(cfg, err) < 0 ||
+        default_instance_id(cfg, err) < 0)
         goto fail;
     return cfg;
 fail:

@@ -207,6 +207,8 @@ static const struct cfg_object cluster_schema = {sizeof(struct cluster_conf),
                                                  FIELDS(cluster_fields)};
 
 static const struct cfg_field listener_fields[] = {
+    {.key = "name", .type = CFG_NAME, .offset = offsetof(struct listener_conf, name),
+     .doc = "What access rules call this listener (default: its address)"},
     {.key = "address", .type = CFG_ADDR, .offset = offsetof(struct listener_conf, address),
      .addr_offset = offsetof(struct listener_conf, addr), .flags = CFG_REQUIRED | CFG_PASSIVE,
      .doc = "host:port to bind; \"*:port\" for all IPv4, \"[::]:port\" for IPv6"},
@@ -400,6 +402,50 @@ static const struct cfg_field fleet_fields[] = {
 };
 static const struct cfg_object fleet_schema = {0, FIELDS(fleet_fields)};
 
+static const struct cfg_field access_rule_fields[] = {
+    {.key = "name", .type = CFG_NAME, .offset = offsetof(struct access_rule_conf, name),
+     .flags = CFG_REQUIRED, .doc = "Names the rule in the access log when it refuses a request"},
+    {.key = "listeners", .type = CFG_STRINGS,
+     .offset = offsetof(struct access_rule_conf, listeners),
+     .count_offset = offsetof(struct access_rule_conf, nlisteners), .min = 1, .max = 300,
+     .count_max = 64, .doc = "Applies on these listeners (names or addresses); empty: all"},
+    {.key = "hosts", .type = CFG_STRINGS, .offset = offsetof(struct access_rule_conf, hosts),
+     .count_offset = offsetof(struct access_rule_conf, nhosts), .min = 1, .max = 253,
+     .count_max = 256,
+     .doc = "Applies to these Host names (no port; \"*.example.com\" for subdomains); empty: all"},
+    {.key = "path_prefix", .type = CFG_STRING,
+     .offset = offsetof(struct access_rule_conf, path_prefix), .min = 1, .max = 1024,
+     .def_str = "/", .doc = "Applies to normalised paths starting with this (\"/admin/\")"},
+    {.key = "allow", .type = CFG_STRINGS, .offset = offsetof(struct access_rule_conf, allow),
+     .count_offset = offsetof(struct access_rule_conf, nallow), .min = 1, .max = 64,
+     .count_max = 1024, .doc = "Client CIDRs admitted; empty: every client not denied (else 403)"},
+    {.key = "deny", .type = CFG_STRINGS, .offset = offsetof(struct access_rule_conf, deny),
+     .count_offset = offsetof(struct access_rule_conf, ndeny), .min = 1, .max = 64,
+     .count_max = 1024, .doc = "Client CIDRs refused with 403 (before allow)"},
+    {.key = "methods", .type = CFG_STRINGS, .offset = offsetof(struct access_rule_conf, methods),
+     .count_offset = offsetof(struct access_rule_conf, nmethods), .min = 1, .max = 32,
+     .count_max = 32, .doc = "Methods allowed (else 405); empty: any"},
+    {.key = "max_request_body", .type = CFG_INT64,
+     .offset = offsetof(struct access_rule_conf, max_request_body), .min = -1,
+     .max = INT64_C(1) << 50, .def = -1,
+     .doc = "Bytes (else 413); -1: limits.max_request_body"},
+    {.key = "allow_encoded_slash", .type = CFG_INT,
+     .offset = offsetof(struct access_rule_conf, allow_encoded_slash), .min = -1, .max = 1,
+     .def = -1, .doc = "1: allow %2F and %5C in paths here, 0: refuse, -1: access.allow_encoded_slash"},
+};
+static const struct cfg_object access_rule_schema = {sizeof(struct access_rule_conf),
+                                                     FIELDS(access_rule_fields)};
+
+static const struct cfg_field access_fields[] = {
+    {.key = "allow_encoded_slash", .type = CFG_BOOL,
+     .offset = offsetof(struct access_conf, allow_encoded_slash), .def = 0,
+     .doc = "Allow %2F and %5C (encoded slashes) in paths; else 403"},
+    {.key = "rules", .type = CFG_ARRAY, .offset = offsetof(struct access_conf, rules),
+     .count_offset = offsetof(struct access_conf, nrules), .child = &access_rule_schema,
+     .min = 0, .max = 1024, .doc = "Access rules; the first whose conditions hold applies"},
+};
+static const struct cfg_object access_schema = {0, FIELDS(access_fields)};
+
 static const struct cfg_field root_fields[] = {
     {.key = "instance_id", .type = CFG_NAME, .offset = offsetof(struct config, instance_id),
      .def_doc = "the host name", .doc = "Names this instance in /status and metrics"},
@@ -432,6 +478,9 @@ static const struct cfg_field root_fields[] = {
      .child = &affinity_schema, .doc = "Present: sticky sessions (shared through Redis if set)"},
     {.key = "fleet", .type = CFG_OBJECT, .offset = offsetof(struct config, fleet),
      .child = &fleet_schema, .doc = "What instances share through Redis"},
+    {.key = "access", .type = CFG_OBJECT, .offset = offsetof(struct config, access),
+     .child = &access_schema,
+     .doc = "Edge checks before routing: path normalisation, client CIDRs, methods, body sizes"},
 };
 const struct cfg_object cfg_root = {sizeof(struct config), FIELDS(root_fields)};
 

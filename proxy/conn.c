@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "access_log.h"
+#include "access_rules.h"
 #include "clock.h"
 #include "config-t.h"
 #include "conn_int.h"
@@ -156,6 +157,7 @@ log_exchange(struct conn *c)
         .attempts = x->attempts,
         .hedged = x->hedged,
         .reason = x->reason,
+        .rule = x->rule,
         .tls_version = c->tls_version,
         .tls_cipher = c->tls_cipher,
     };
@@ -414,7 +416,7 @@ static int
 choose_request_body(struct conn *c)
 {
     const llhttp_t *p = &c->req.parser;
-    uint64_t limit = (uint64_t)c->cfg->limits.max_request_body;
+    uint64_t limit = (uint64_t)c->x.max_request_body;
     enum body_kind kind = BODY_NONE;
 
     if (p->flags & F_CHUNKED) {
@@ -426,6 +428,32 @@ choose_request_body(struct conn *c)
     }
     body_init(&c->x.req_body, kind, p->content_length, kind == BODY_CHUNKED, limit, &c->req);
     return 0;
+}
+
+/* The edge rules (access_rules.h); sets the body limit that applies. */
+static int
+check_access(struct conn *c, enum reason *why)
+{
+    struct access_verdict v;
+    struct access_request r = {
+        .listener = c->listener->conf,
+        .client = (const struct sockaddr *)&c->peer,
+        .method = llhttp_method_name(c->req.parser.method),
+        .host = c->x.info.host.p,
+        .host_len = c->x.info.host.n,
+        .target = c->x.info.target.p,
+        .target_len = c->x.info.target.n,
+    };
+
+    access_check(&c->cfg->access, &r, c->cfg->limits.max_request_body, &v);
+    c->x.rule = v.rule;
+    c->x.max_request_body = v.max_request_body;
+    if (v.status != 0) {
+        *why = v.why;
+        log_debug("client %s: request %s refused (%d): %s%s%s", c->client, c->x.id, v.status,
+                  v.detail, v.rule != NULL ? ", rule " : "", v.rule != NULL ? v.rule : "");
+    }
+    return v.status;
 }
 
 /* A plain listener that only sends clients to https: 308 keeps the method and body (RFC 9110
@@ -546,6 +574,8 @@ on_request_head(struct conn *c)
     evtimer_del(c->timer);
     status = headers_check_request(&c->req, &c->x.info, &why);
     assign_request_id(c);
+    if (status == 0)
+        status = check_access(c, &why);
     if (status != 0) {
         conn_fail(c, status, why);
         return;
@@ -755,6 +785,8 @@ handshake_failed(struct conn *c, short what)
 static void
 describe_client(struct conn *c, const struct sockaddr *sa)
 {
+    memcpy(&c->peer, sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                   : sizeof(struct sockaddr_in));
     addr_host_string(sa, c->client_ip, sizeof(c->client_ip));
     snprintf(c->client, sizeof(c->client), sa->sa_family == AF_INET6 ? "[%s]:%u" : "%s:%u",
              c->client_ip, addr_port(sa));

@@ -36,6 +36,7 @@
 #include "config.h"
 #include "fleet.h"
 #include "health.h"
+#include "hex.h"
 #include "log.h"
 #include "redis.h"
 #include "tls_tickets.h"
@@ -311,12 +312,6 @@ struct stored_key {
     struct tls_ticket_key key;
 };
 
-static int
-unhex(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* Parse "ms:hex,ms:hex,..." keeping keys younger than `oldest_ms`; returns how many. */
 static int
 parse_keys(const char *text, size_t len, long long oldest_ms, struct stored_key *out)
@@ -335,7 +330,7 @@ parse_keys(const char *text, size_t len, long long oldest_ms, struct stored_key 
             break;
         i++;
         for (size_t b = 0; b < sizeof(k.key); b++, i += 2) {
-            int hi = unhex(text[i]), lo = unhex(text[i + 1]);
+            int hi = hex_value(text[i]), lo = hex_value(text[i + 1]);
             if (hi < 0 || lo < 0)
                 return n;
             raw[b] = (uint8_t)(hi << 4 | lo);

@@ -34,6 +34,9 @@ static const char *const names[REASON_COUNT] = {
     [REASON_RETRIED] = "retried",
     [REASON_HEDGED] = "hedged",
     [REASON_SHUTDOWN] = "shutdown",
+    [REASON_ACCESS_DENIED] = "access_denied",
+    [REASON_PATH_REFUSED] = "path_refused",
+    [REASON_URI_TOO_LONG] = "uri_too_long",
 };
 
 const char *

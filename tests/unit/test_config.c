@@ -20,6 +20,23 @@ struct bad_case {
 };
 
 static const struct bad_case bad[] = {
+#define WITH_ACCESS(rules)                                                                         \
+    "{\"listeners\":[{\"name\":\"pub\",\"address\":\"127.0.0.1:8080\"}],\"clusters\":[" CLUSTER \
+    "],\"access\":{\"rules\":[" rules "]}}"
+    {WITH_ACCESS("{\"name\":\"r\",\"allow\":[\"10.0.0.0/33\"]}"),
+     "access.rules[0].allow[0]: expected an address or a network such as 10.0.0.0/8 or "
+     "2001:db8::/32"},
+    {WITH_ACCESS("{\"name\":\"r\"},{\"name\":\"s\",\"listeners\":[\"pub\",\"priv\"]}"),
+     "access.rules[1].listeners[1]: no listener is named or bound to \"priv\""},
+    {WITH_ACCESS("{\"name\":\"r\",\"path_prefix\":\"admin\"}"),
+     "access.rules[0].path_prefix: must start with /"},
+    {WITH_ACCESS("{\"name\":\"r\",\"methods\":[\"GET\",\"BAD METHOD\"]}"),
+     "access.rules[0].methods[1]: expected a method name"},
+    {WITH_ACCESS("{\"name\":\"r\",\"hosts\":[\"App.example.com\"]}"),
+     "access.rules[0].hosts[0]: expected a lower-case host name without port"},
+    {WITH_ACCESS("{\"name\":\"r\"},{\"name\":\"r\"}"),
+     "access.rules[1].name: duplicate name \"r\""},
+    {WITH_ACCESS("{\"path_prefix\":\"/\"}"), "access.rules[0].name: required key is missing"},
     {"{\"listeners\":[{\"address\":\"127.0.0.1:8080\"}],\"clusters\":[" CLUSTER "],\"x\":1}",
      "x: unknown key"},
     {"{\"workers\":\"2\",\"listeners\":[{\"address\":\"127.0.0.1:8080\"}],\"clusters\":[" CLUSTER
