@@ -109,6 +109,12 @@ struct server_rt *router_find(const struct router *r, const char *id, size_t len
 struct server_rt *router_choose_for_key(struct router *r, const uint8_t key[16],
                                         const char *provider);
 
+/* The same for a session whose attempt failed: the servers in avoid->tried are left out (the
+ * failed one may not be marked down yet), and avoid->provider (the failed server's) comes first,
+ * as for any session that moves. NULL: none left. */
+struct server_rt *router_choose_for_key_avoiding(struct router *r, const uint8_t key[16],
+                                                 const struct pick_avoid *avoid);
+
 /* Whether server s takes new requests right now (the health table, not the last computed peers):
  * a connection to a server that went down mid-request must not go back to a pool. */
 bool router_server_usable(const struct router *r, const struct server_rt *s);

@@ -218,7 +218,10 @@ conn_affinity_response(struct conn *c, struct rewrite_response_ctx *ctx, char *c
     if (x->issue && ctx != NULL &&
         affinity_set_cookie(ac, x->id, c->tls != NULL, cookie, cookie_len) > 0)
         ctx->set_cookie = cookie;
-    if (x->keyed && x->stored != s)
+    /* A session moves when its server cannot serve, not because another one answered once (a
+     * hedge won, or a retry after a reset) while the stored server still serves. */
+    if (x->keyed && x->stored != s &&
+        (x->stored == NULL || !router_server_usable(c->router, x->stored)))
         store(c, s);
 }
 

@@ -158,8 +158,13 @@ conn_start_attempt(struct conn *c)
         router_hedge_credit(c->router, c->cfg->failover.hedge_budget_pct);
         s = c->x.aff.server;
     }
-    /* the session's server first, while it serves; then the balancer */
-    if (c->x.attempts > 0 || s == NULL || !router_server_usable(c->router, s))
+    /* the session's server first, while it serves; then the balancer. A session's retry goes
+     * where the session will move: the same provider first, the same server on every instance. */
+    if (c->x.attempts > 0 && c->x.aff.keyed && c->x.aff.server != NULL)
+        s = c->x.ntried < CONN_MAX_ATTEMPTS
+                ? router_choose_for_key_avoiding(c->router, c->x.aff.key, &avoid)
+                : NULL;
+    else if (c->x.attempts > 0 || s == NULL || !router_server_usable(c->router, s))
         s = c->x.ntried < CONN_MAX_ATTEMPTS ? router_pick(c->router, &avoid) : NULL;
     if (s == NULL) {
         /* Nothing could take it: all down for a new request; for one that already failed

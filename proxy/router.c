@@ -125,8 +125,11 @@ key_score(const uint8_t key[16], const char *id)
  * key and its id; the highest wins. w is the server's share of all requests as configured
  * (cluster weight times its share of the cluster), not of the servers up now, so a server going
  * down moves only its own sessions. */
+static bool tried(const struct pick_avoid *a, const struct server_rt *s);
+
 static struct server_rt *
-choose_among(struct router *r, const uint8_t key[16], const char *provider)
+choose_among(struct router *r, const uint8_t key[16], const char *provider,
+             const struct pick_avoid *avoid)
 {
     struct server_rt *best = NULL;
     double best_score = 0;
@@ -141,7 +144,8 @@ choose_among(struct router *r, const uint8_t key[16], const char *provider)
             total += c->servers[j].conf->weight;
         for (size_t j = 0; j < c->nservers; j++) {
             double u, score;
-            if (!c->peers[j].usable || c->servers[j].conf->weight <= 0)
+            if (!c->peers[j].usable || c->servers[j].conf->weight <= 0 ||
+                (avoid != NULL && tried(avoid, &c->servers[j])))
                 continue;
             u = ((double)(key_score(key, c->servers[j].conf->id) >> 11) + 0.5) /
                 9007199254740992.0; /* 2^53: u in (0, 1) */
@@ -162,8 +166,20 @@ router_choose_for_key(struct router *r, const uint8_t key[16], const char *provi
 
     refresh(r);
     if (provider != NULL)
-        s = choose_among(r, key, provider);
-    return s != NULL ? s : choose_among(r, key, NULL);
+        s = choose_among(r, key, provider, NULL);
+    return s != NULL ? s : choose_among(r, key, NULL, NULL);
+}
+
+struct server_rt *
+router_choose_for_key_avoiding(struct router *r, const uint8_t key[16],
+                               const struct pick_avoid *avoid)
+{
+    struct server_rt *s = NULL;
+
+    refresh(r);
+    if (avoid->provider != NULL)
+        s = choose_among(r, key, avoid->provider, avoid);
+    return s != NULL ? s : choose_among(r, key, NULL, avoid);
 }
 
 struct router *
