@@ -71,7 +71,8 @@ struct redis *redis_new(struct event_base *base, const struct redis_conf *conf,
  * callback of this connection. */
 void redis_free(struct redis *r);
 
-/* Called each time the connection becomes ready (after a reconnect too): resubscribe, resync. */
+/* Called each time the connection becomes ready (after a reconnect too): resync. On a
+ * subscriber, once the subscription is confirmed (messages from then on are not missed). */
 void redis_on_ready(struct redis *r, void (*fn)(void *arg), void *arg);
 
 bool redis_ready(const struct redis *r);

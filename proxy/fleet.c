@@ -49,6 +49,11 @@
 #define PEER_FORGET_US 10000000 /* a peer silent this long is no longer listed */
 #define SUB_SILENCE_US 3000000  /* own heartbeat unheard this long: the subscriber is dead */
 #define TICKET_KEYS_TEXT (TLS_TICKET_KEYS * (21 + 1 + 160 + 1))
+#define HELLO_US 1000000        /* heartbeat period */
+#define ADMIN_RESYNC_US 10000000 /* the admin hash is read again this often (anti-entropy) */
+/* A field of the admin hash that is no server id (ids are [A-Za-z0-9._-]): its absence means
+ * the hash was lost (Redis restarted empty), not that every server is ready. */
+#define ADMIN_MARK "@fleet"
 
 struct vote {
     char server[NAME_MAX_LEN], instance[NAME_MAX_LEN];
@@ -96,7 +101,8 @@ struct fleet {
     size_t npending;
     bool synced;                /* admin states and keys read once */
     uint64_t heard_self_us;     /* our own hello came back (subscriber alive) */
-    uint64_t renewed_us, tickets_checked_us;
+    uint64_t renewed_us, tickets_checked_us, hello_us, admin_read_us;
+    int tick_ms;                /* min(1 s, vote_ttl_ms / 4): votes renew and expire on time */
 };
 
 static const char *
@@ -463,12 +469,35 @@ admin_from_name(const char *s, enum admin_state *out)
 static void
 send_admin(struct fleet *f, const char *server, enum admin_state state)
 {
-    if (state == ADMIN_READY)
+    if (state == ADMIN_READY) {
+        redis_command(f->cmd, 0, NULL, NULL, "HSET %s %s 1", f->admin_key, ADMIN_MARK);
         redis_command(f->cmd, 0, NULL, NULL, "HDEL %s %s", f->admin_key, server);
-    else
-        redis_command(f->cmd, 0, NULL, NULL, "HSET %s %s %s", f->admin_key, server,
-                      admin_state_name(state));
+    } else {
+        redis_command(f->cmd, 0, NULL, NULL, "HSET %s %s 1 %s %s", f->admin_key, ADMIN_MARK,
+                      server, admin_state_name(state));
+    }
     publish(f, "admin", server, "state", admin_state_name(state));
+}
+
+/* The hash was lost (Redis restarted without its data): write back what holds here, so that
+ * the fleet converges on the operators' last word instead of forgetting it. */
+static void
+admin_restore(struct fleet *f)
+{
+    const struct health_table *t = health_table(f->health);
+    size_t k = 0, n = 0;
+
+    for (size_t i = 0; i < f->cfg->nclusters; i++)
+        for (size_t j = 0; j < f->cfg->clusters[i].nservers; j++, k++) {
+            enum admin_state st = (enum admin_state)atomic_load(&t->servers[k].admin);
+            if (st != ADMIN_READY) {
+                send_admin(f, f->cfg->clusters[i].servers[j].id, st);
+                n++;
+            }
+        }
+    if (n > 0)
+        log_warn("fleet: the shared admin states were lost (Redis restarted empty?); wrote "
+                 "back this instance's %zu", n);
 }
 
 void
@@ -502,6 +531,10 @@ admin_read_cb(const redisReply *reply, void *arg)
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || f->health == NULL)
         return;
     f->synced = true;
+    if (reply->elements == 0) {
+        admin_restore(f);
+        return;
+    }
     for (size_t i = 0; i < f->cfg->nclusters; i++)
         for (size_t j = 0; j < f->cfg->clusters[i].nservers; j++, k++) {
             const char *id = f->cfg->clusters[i].servers[j].id;
@@ -528,6 +561,7 @@ admin_sync(struct fleet *f)
     for (size_t i = 0; i < f->npending; i++)
         send_admin(f, f->pending[i].server, f->pending[i].state);
     f->npending = 0;
+    f->admin_read_us = clock_mono_us();
     redis_command(f->cmd, 0, admin_read_cb, f, "HGETALL %s", f->admin_key);
 }
 
@@ -587,6 +621,16 @@ renew_own_downs(struct fleet *f)
         publish(f, "down", f->own_down[i], "reason", "still down");
 }
 
+/* The subscriber is (back) in: what was published while it was away is only in the hash. */
+static void
+sub_ready(void *arg)
+{
+    struct fleet *f = arg;
+
+    if (redis_ready(f->cmd) && f->synced)
+        admin_sync(f);
+}
+
 static void
 cmd_ready(void *arg)
 {
@@ -615,7 +659,12 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (!redis_ready(f->cmd))
         return;
-    publish(f, "hello", NULL, NULL, NULL);
+    if (now - f->hello_us >= HELLO_US) {
+        publish(f, "hello", NULL, NULL, NULL);
+        f->hello_us = now;
+    }
+    if (f->synced && now - f->admin_read_us >= ADMIN_RESYNC_US)
+        admin_sync(f); /* a message lost anyway (subscriber gap) is caught up here */
     if (redis_ready(f->sub) && now - f->heard_self_us > SUB_SILENCE_US) {
         log_warn("fleet: the subscriber hears nothing; reconnecting it");
         redis_reset(f->sub);
@@ -631,13 +680,20 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
         tickets_sync(f);
 }
 
+/* Votes renew every vote_ttl_ms / 3 and expire after vote_ttl_ms: tick often enough for both. */
+static int
+tick_period_ms(const struct config *cfg)
+{
+    return cfg->fleet.vote_ttl_ms / 4 < 1000 ? cfg->fleet.vote_ttl_ms / 4 : 1000;
+}
+
 struct fleet *
 fleet_new(struct event_base *base, struct config *cfg, struct redis_stats *cmd,
           struct redis_stats *sub, struct tls_tickets *tickets)
 {
     struct fleet *f = calloc(1, sizeof(*f));
     const char *prefix = cfg->redis->prefix;
-    struct timeval second = {1, 0};
+    struct timeval tick;
 
     if (f == NULL)
         return NULL;
@@ -653,6 +709,8 @@ fleet_new(struct event_base *base, struct config *cfg, struct redis_stats *cmd,
     f->votes = calloc(MAX_VOTES, sizeof(*f->votes));
     f->own_down = calloc(MAX_VOTES, sizeof(*f->own_down));
     f->quorum_out = calloc(MAX_VOTES, sizeof(*f->quorum_out));
+    f->tick_ms = tick_period_ms(cfg);
+    tick = clock_tv_ms(f->tick_ms);
     f->tick_ev = event_new(base, -1, EV_PERSIST, tick_cb, f);
     f->news_ev = event_new(base, -1, 0, news_cb, f);
     f->cmd = redis_new(base, cfg->redis, cmd);
@@ -660,11 +718,12 @@ fleet_new(struct event_base *base, struct config *cfg, struct redis_stats *cmd,
     if (f->votes == NULL || f->own_down == NULL || f->quorum_out == NULL || f->tick_ev == NULL ||
         f->news_ev == NULL || f->cmd == NULL || f->sub == NULL ||
         redis_subscribe(f->sub, f->channel, message_cb, f) < 0 ||
-        event_add(f->tick_ev, &second) < 0) {
+        event_add(f->tick_ev, &tick) < 0) {
         fleet_free(f);
         return NULL;
     }
     redis_on_ready(f->cmd, cmd_ready, f);
+    redis_on_ready(f->sub, sub_ready, f);
     return f;
 }
 
@@ -705,6 +764,10 @@ fleet_attach(struct fleet *f, struct config *cfg, struct health *h)
     f->cfg = config_ref(cfg);
     health_unref(f->health);
     f->health = health_ref(h);
+    if (tick_period_ms(cfg) != f->tick_ms) {
+        struct timeval tick = clock_tv_ms(f->tick_ms = tick_period_ms(cfg));
+        event_add(f->tick_ev, &tick); /* re-arms the persistent timer with the new period */
+    }
     /* the new health thread starts from carried-over state: re-assert what the fleet holds */
     f->nquorum_out = 0;
     for (size_t i = 0; i < f->nvotes; i++)

@@ -288,7 +288,7 @@ became_ready(struct redis *r)
     evtimer_add(r->watch_ev, &tv); /* persistent: every period while ready */
     if (r->channel != NULL)
         redisAsyncCommand(r->ac, message_cb, r, "SUBSCRIBE %s", r->channel);
-    if (r->ready_fn != NULL)
+    else if (r->ready_fn != NULL)
         r->ready_fn(r->ready_arg);
 }
 
@@ -571,8 +571,14 @@ message_cb(redisAsyncContext *ac, void *reply, void *priv)
     const redisReply *rep = reply;
 
     if (rep == NULL || r->ac != ac || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
-        rep->element[0]->type != REDIS_REPLY_STRING || strcmp(rep->element[0]->str, "message") != 0 ||
-        rep->element[2]->type != REDIS_REPLY_STRING)
+        rep->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    if (strcmp(rep->element[0]->str, "subscribe") == 0) { /* from now on nothing is missed */
+        if (r->ready_fn != NULL)
+            r->ready_fn(r->ready_arg);
+        return;
+    }
+    if (strcmp(rep->element[0]->str, "message") != 0 || rep->element[2]->type != REDIS_REPLY_STRING)
         return;
     r->last_io_us = clock_mono_us();
     r->message_fn(rep->element[2]->str, rep->element[2]->len, r->message_arg);
