@@ -219,6 +219,15 @@ struct access_conf {
     size_t nrules;
 };
 
+/* The process's rights. */
+struct process_conf {
+    char *user;        /* become this user once bound; NULL: stay who started trident */
+    char *group;       /* NULL: the user's primary group */
+    bool allow_root;   /* run as root without process.user */
+    bool core_dumps;   /* allow core files (they would hold private and ticket keys) */
+    unsigned uid, gid; /* user and group, looked up when the config loads */
+};
+
 /* Redis, which the instances of a fleet share state through (a standalone server, or a master
  * found through Sentinel). Changing it needs a restart. */
 struct redis_conf {
@@ -288,6 +297,7 @@ struct config {
     struct redis_conf *redis; /* NULL: no Redis: every instance on its own */
     struct affinity_conf *affinity; /* NULL: no sticky sessions */
     struct access_conf access;
+    struct process_conf process;
     struct fleet_conf fleet;  /* with redis */
     char *path;               /* the file it was loaded from (for reloads); NULL from text */
 };

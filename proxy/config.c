@@ -4,7 +4,9 @@
  * immutable config. It does not apply a config (worker.c and main.c do).
  */
 #include <ctype.h>
+#include <grp.h>
 #include <jansson.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -318,6 +320,34 @@ check_access(struct config *cfg, struct config_error *err)
     return 0;
 }
 
+static int
+check_process(struct config *cfg, struct config_error *err)
+{
+    struct process_conf *p = &cfg->process;
+    const struct passwd *pw;
+    const struct group *gr;
+
+    if (p->user == NULL) {
+        if (p->group != NULL)
+            return cross_fail(err, "process.group: only with process.user");
+        return 0;
+    }
+    if ((pw = getpwnam(p->user)) == NULL)
+        return cross_fail(err, "process.user: no user named \"%s\"", p->user);
+    if (pw->pw_uid == 0)
+        return cross_fail(err, "process.user: \"%s\" is root", p->user);
+    p->uid = pw->pw_uid;
+    p->gid = pw->pw_gid;
+    if (p->group != NULL) {
+        if ((gr = getgrnam(p->group)) == NULL)
+            return cross_fail(err, "process.group: no group named \"%s\"", p->group);
+        p->gid = gr->gr_gid;
+    }
+    if (p->gid == 0)
+        return cross_fail(err, "process.group: the group is root's");
+    return 0;
+}
+
 /* The host name, cut to what a name may hold. */
 static int
 default_instance_id(struct config *cfg, struct config_error *err)
@@ -463,6 +493,7 @@ config_from_json(json_t *root, struct config_error *err)
         goto fail;
     if (check_listeners(cfg, err) < 0 || check_clusters(cfg, err) < 0 ||
         check_admin(cfg, err) < 0 || check_redis(cfg, err) < 0 || check_access(cfg, err) < 0 ||
+        check_process(cfg, err) < 0 ||
         default_instance_id(cfg, err) < 0)
         goto fail;
     return cfg;

@@ -446,6 +446,18 @@ static const struct cfg_field access_fields[] = {
 };
 static const struct cfg_object access_schema = {0, FIELDS(access_fields)};
 
+static const struct cfg_field process_fields[] = {
+    {.key = "user", .type = CFG_STRING, .offset = offsetof(struct process_conf, user), .min = 1,
+     .max = 32, .doc = "Started as root: become this user once the sockets are bound"},
+    {.key = "group", .type = CFG_STRING, .offset = offsetof(struct process_conf, group), .min = 1,
+     .max = 32, .def_doc = "the user's group", .doc = "With user: the group to become"},
+    {.key = "allow_root", .type = CFG_BOOL, .offset = offsetof(struct process_conf, allow_root),
+     .def = 0, .doc = "Run as root without user (refused otherwise)"},
+    {.key = "core_dumps", .type = CFG_BOOL, .offset = offsetof(struct process_conf, core_dumps),
+     .def = 0, .doc = "Allow core files (they would hold private keys); off: none"},
+};
+static const struct cfg_object process_schema = {0, FIELDS(process_fields)};
+
 static const struct cfg_field root_fields[] = {
     {.key = "instance_id", .type = CFG_NAME, .offset = offsetof(struct config, instance_id),
      .def_doc = "the host name", .doc = "Names this instance in /status and metrics"},
@@ -478,6 +490,8 @@ static const struct cfg_field root_fields[] = {
      .child = &affinity_schema, .doc = "Present: sticky sessions (shared through Redis if set)"},
     {.key = "fleet", .type = CFG_OBJECT, .offset = offsetof(struct config, fleet),
      .child = &fleet_schema, .doc = "What instances share through Redis"},
+    {.key = "process", .type = CFG_OBJECT, .offset = offsetof(struct config, process),
+     .child = &process_schema, .doc = "The process's rights: user to become, core dumps"},
     {.key = "access", .type = CFG_OBJECT, .offset = offsetof(struct config, access),
      .child = &access_schema,
      .doc = "Edge checks before routing: path normalisation, client CIDRs, methods, body sizes"},

@@ -28,6 +28,7 @@
 #include "redis.h"
 #include "listener.h"
 #include "log.h"
+#include "privileges.h"
 #include "runtime.h"
 #include "stats.h"
 #include "tls.h"
@@ -233,6 +234,18 @@ start_admin(struct runtime *rt)
     return 0;
 }
 
+/* Every socket is bound and every file open: give up root now, before the first request. */
+static int
+drop_privileges(struct runtime *rt)
+{
+    char err[512];
+
+    if (privileges_drop(rt->cfg, err, sizeof(err)) == 0)
+        return 0;
+    log_error("%s", err);
+    return -1;
+}
+
 static void
 log_started(const struct config *cfg)
 {
@@ -263,7 +276,10 @@ serve(struct runtime *rt, int *fds)
     for (int i = 0; i < 4; i++)
         evsignal_add(sigs[i], NULL);
     pthread_sigmask(SIG_UNBLOCK, &handled_signals, NULL); /* held since before the sockets */
-    if (runtime_start_workers(rt, fds, exit_ev) == 0 && start_admin(rt) == 0) {
+    /* the admin socket is the last one bound: then no request is handled with root's rights */
+    if (start_admin(rt) == 0 && drop_privileges(rt) == 0 &&
+        runtime_start_workers(rt, fds, exit_ev) == 0) {
+        rt->env.nworkers = rt->nworkers; /* the admin endpoint reads the workers from now on */
         log_started(rt->cfg);
         event_base_loop(rt->base, EVLOOP_NO_EXIT_ON_EMPTY);
         rc = 0;
@@ -375,6 +391,14 @@ main(int argc, char **argv)
         return rc == 0 ? 0 : 1;
     }
     log_set_level((enum log_level)rt.cfg->log.error_level);
+    {
+        char why[512];
+        if (privileges_init(rt.cfg, why, sizeof(why)) < 0) {
+            log_error("%s", why);
+            config_unref(rt.cfg);
+            return 1;
+        }
+    }
     signal(SIGPIPE, SIG_IGN);
     evthread_use_pthreads();
     rc = run(&rt);

@@ -1109,6 +1109,9 @@ class Trident:
 
     def __init__(self, config, net=None, host=None, ready_timeout=10, wrapper=()):
         self.config = copy.deepcopy(config)
+        if os.geteuid() == 0 and "process" not in self.config:
+            # the tests run as root here; trident refuses root unless told why
+            self.config["process"] = {"allow_root": True}
         self.wrapper = list(wrapper)  # e.g. a valgrind command line to run trident under
         if "listeners" not in self.config:
             host = host or (net.listener_ip() if net else "127.0.0.1")
