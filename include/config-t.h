@@ -167,6 +167,9 @@ struct limits_conf {
     int max_response_header_count;
     int64_t max_request_body;      /* bytes, Content-Length or chunked */
     int max_connections;           /* client connections, whole process */
+    int max_connections_per_ip;    /* open connections per client address (IPv6: /64); 0: no cap */
+    int new_connections_per_ip_s;  /* new connections per second per address; 0: no limit */
+    int new_connections_per_ip_burst; /* that bucket's size; 0: the per-second rate */
     int upstream_keepalive;        /* idle pooled connections per server per worker */
     int buffer_bytes;              /* per direction, before reading pauses */
 };
