@@ -14,6 +14,7 @@
 #include <sys/queue.h>
 
 #include "addr.h"
+#include "pace.h"
 #include "body.h"
 #include "headers.h"
 #include "http.h"
@@ -101,6 +102,7 @@ struct exchange {
     bool pooled;             /* the server connection came from the pool */
     struct exchange_affinity aff;
     const char *rule;            /* the access rule that applied (config-owned), or NULL */
+    struct pace pace;            /* the request body's pace (limits.client_body_min_rate) */
     int64_t max_request_body;    /* limits.max_request_body, or the access rule's */
 };
 

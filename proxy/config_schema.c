@@ -255,6 +255,9 @@ static const struct cfg_field limit_fields[] = {
           "Request body bytes, Content-Length or chunked (then 413)"),
     LIMIT(max_connections, CFG_INT, 1, 1000000, 10000,
           "Client connections for the process, shared evenly by the workers"),
+    LIMIT(client_body_min_rate, CFG_INT, 0, 1 << 30, 500,
+          "Request bodies: the client may keep trident waiting timeouts.client_body_ms plus 1 s "
+          "per this many bytes (then 408); 0: only the per-read timeout"),
     LIMIT(max_connections_per_ip, CFG_INT, 0, 1000000, 0,
           "Open connections per client address (IPv6: per /64); more are closed at once; 0: no cap"),
     LIMIT(new_connections_per_ip_s, CFG_INT, 0, 1000000, 0,

@@ -106,6 +106,26 @@ set_reading(struct bufferevent *bev, bool on)
         bufferevent_disable(bev, EV_READ);
 }
 
+int
+conn_body_paced(struct conn *c, uint64_t got)
+{
+    uint64_t now = clock_mono_us();
+    struct pace *p = &c->x.pace;
+
+    p->bytes += got;
+    if (pace_too_slow(p, c->cfg->timeouts.client_body_ms, c->cfg->limits.client_body_min_rate)) {
+        log_debug("client %s: request %s body too slow: %llu bytes in %llu ms of waiting",
+                  c->client, c->x.id, (unsigned long long)p->bytes,
+                  (unsigned long long)(p->waited_us / 1000));
+        conn_fail(c, 408, REASON_CLIENT_TIMEOUT);
+        return -1;
+    }
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
+        (bufferevent_get_enabled(c->bev) & EV_READ))
+        pace_wait(p, now); /* everything taken: what comes next is the client's to send */
+    return 0;
+}
+
 /* le-proxy's backpressure: a side stops reading while the other side's output is above the high
  * watermark; the other side's write callback (low watermark) calls this again as it drains. */
 void
@@ -120,9 +140,11 @@ conn_update_flow(struct conn *c)
     client_out = evbuffer_get_length(bufferevent_get_output(c->bev));
     /* After a complete request the client side keeps reading, to notice a close; what it reads
      * (a pipelined request) waits, bounded by the read watermark. */
-    if (c->state == CONN_TUNNEL || c->req_phase == REQ_BODY)
+    if (c->state == CONN_TUNNEL || c->req_phase == REQ_BODY) {
         set_reading(c->bev, !c->client_eof && up_out < high);
-    else
+        if (c->req_phase == REQ_BODY && up_out >= high)
+            pace_stop(&c->x.pace, clock_mono_us()); /* the server holds it up, not the client */
+    } else
         set_reading(c->bev, !c->client_eof);
     set_reading(c->up->bev, client_out < high);
 }
@@ -514,6 +536,8 @@ buffer_body(struct conn *c)
     enum body_step st = body_pump(b, bufferevent_get_input(c->bev), c->body);
 
     c->x.bytes_in += b->wire_in - before;
+    if (st == BODY_AGAIN && conn_body_paced(c, b->wire_in - before) < 0)
+        return;
     switch (st) {
     case BODY_AGAIN:
         if (evbuffer_get_length(c->body) <= (size_t)c->cfg->failover.retry_body_bytes)
@@ -634,6 +658,8 @@ client_read_cb(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
 
+    if (c->req_phase == REQ_BODY)
+        pace_stop(&c->x.pace, clock_mono_us()); /* the client delivered */
     switch (c->state) {
     case CONN_IDLE:
         begin_exchange(c);

@@ -21,6 +21,10 @@ void conn_answer(struct conn *c, int status, enum reason why, int retry_after, c
                  size_t html_len);
 void conn_close_after_flush(struct conn *c);
 void conn_update_flow(struct conn *c);
+/* got more request body bytes were taken from the client: answer 408 (returns -1) when the
+ * body is slower than limits.client_body_min_rate allows (pace.h); else start the waiting clock
+ * if everything was taken. */
+int conn_body_paced(struct conn *c, uint64_t got);
 void conn_drop_upstream(struct conn *c);
 void conn_exchange_done(struct conn *c);
 

@@ -75,7 +75,10 @@ conn_request_body(struct conn *c)
     st = body_pump(b, bufferevent_get_input(c->bev), bufferevent_get_output(c->up->bev));
     c->x.bytes_in += b->wire_in - before;
     switch (st) {
-    case BODY_AGAIN: conn_update_flow(c); return;
+    case BODY_AGAIN:
+        conn_update_flow(c);
+        conn_body_paced(c, b->wire_in - before);
+        return;
     case BODY_DONE:
         c->req_phase = REQ_DONE;
         conn_set_client_read_timeout(c, 0);
