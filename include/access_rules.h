@@ -46,6 +46,10 @@ struct access_verdict {
 int access_normalize_path(const char *target, size_t len, char *out, bool *encoded_slash,
                           const char **detail);
 
+/* Whether a request (whose normalised path is `path`) is where m applies. */
+bool access_route_matches(const struct route_match *m, const struct access_request *r,
+                          const char *path);
+
 /* Check a request against a's rules; `default_max_body` is limits.max_request_body. Returns
  * v->status. */
 int access_check(const struct access_conf *a, const struct access_request *r,

@@ -198,15 +198,19 @@ struct admin_conf {
     char *audit_log;             /* "stderr" or a file path */
 };
 
-/* One access rule: where it applies (every condition given must hold: listener, Host, path
- * prefix of the normalised path) and what a request must satisfy there. */
-struct access_rule_conf {
-    char *name;                 /* in the access log when the rule refuses a request */
+/* Where a rule applies: every condition given must hold. */
+struct route_match {
     char **listeners;           /* listener names or addresses; none: every listener */
     size_t nlisteners;
     char **hosts;               /* Host without port, case-insensitive, "*.x" for subdomains */
     size_t nhosts;
     char *path_prefix;          /* of the normalised path */
+};
+
+/* One access rule: where it applies and what a request must satisfy there. */
+struct access_rule_conf {
+    char *name;                 /* in the access log when the rule refuses a request */
+    struct route_match where;
     char **allow, **deny;       /* client CIDRs: deny wins; a non-empty allow admits only them */
     size_t nallow, ndeny;
     struct cidr *allow_nets, *deny_nets; /* parsed when the config loads */

@@ -123,7 +123,7 @@ struct conn {
     char client_ip[46];
     char client[ADDR_TEXT_MAX];
     struct sockaddr_storage peer; /* the client's address, for access rules */
-    bool ip_counted;              /* counted in the worker's iplimit: released at close */
+    bool ip_counted;              /* counted in the worker's limiter: released at close */
     struct http_msg req;         /* request parser and head */
     struct upstream *up;         /* the server connection of the current exchange */
     struct upstream *hedge;      /* a second attempt racing `up`, or NULL */

@@ -90,7 +90,7 @@ enum worker_cmd {
     WORKER_CMD_HEALTH = 1 << 3, /* server states changed: drop what went to servers now down */
 };
 
-struct iplimit;
+struct limiter;
 
 struct worker {
     int id;
@@ -123,7 +123,7 @@ struct worker {
     TAILQ_HEAD(conn_list, conn) conns;
     unsigned nconns;
     unsigned max_conns;         /* this worker's share of limits.max_connections */
-    struct iplimit *iplimit;    /* the process's per-address counts (the runtime's) */
+    struct limiter *limiter;    /* the process's per-address counts (the runtime's) */
     uint64_t ip_refused;        /* connections refused by per-address limits, unlogged yet */
     uint64_t ip_refused_logged_us;
     bool accept_paused;         /* listeners disabled: at max_conns or after an accept error */

@@ -124,7 +124,7 @@ access_normalize_path(const char *target, size_t len, char *out, bool *encoded_s
 /* ---- rules -------------------------------------------------------------------------------- */
 
 static bool
-listener_matches(const struct access_rule_conf *r, const struct listener_conf *l)
+listener_matches(const struct route_match *r, const struct listener_conf *l)
 {
     if (r->nlisteners == 0)
         return true;
@@ -150,7 +150,7 @@ host_name_len(const char *h, size_t n)
 }
 
 static bool
-host_matches(const struct access_rule_conf *r, const char *host, size_t len)
+host_matches(const struct route_match *r, const char *host, size_t len)
 {
     if (r->nhosts == 0)
         return true;
@@ -168,15 +168,20 @@ host_matches(const struct access_rule_conf *r, const char *host, size_t len)
     return false;
 }
 
+bool
+access_route_matches(const struct route_match *m, const struct access_request *r,
+                     const char *path)
+{
+    return listener_matches(m, r->listener) && host_matches(m, r->host, r->host_len) &&
+           strncmp(path, m->path_prefix, strlen(m->path_prefix)) == 0;
+}
+
 static const struct access_rule_conf *
 find_rule(const struct access_conf *a, const struct access_request *r, const char *path)
 {
-    for (size_t i = 0; i < a->nrules; i++) {
-        const struct access_rule_conf *rule = &a->rules[i];
-        if (listener_matches(rule, r->listener) && host_matches(rule, r->host, r->host_len) &&
-            strncmp(path, rule->path_prefix, strlen(rule->path_prefix)) == 0)
-            return rule;
-    }
+    for (size_t i = 0; i < a->nrules; i++)
+        if (access_route_matches(&a->rules[i].where, r, path))
+            return &a->rules[i];
     return NULL;
 }
 

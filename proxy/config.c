@@ -277,6 +277,25 @@ is_token(const char *s)
     return true;
 }
 
+/* A route_match of item i of the array at `what` (for error paths). */
+static int
+check_match(const struct config *cfg, const struct route_match *m, const char *what, size_t i,
+            struct config_error *err)
+{
+    for (size_t j = 0; j < m->nlisteners; j++)
+        if (!names_listener(cfg, m->listeners[j]))
+            return cross_fail(err, "%s[%zu].listeners[%zu]: no listener is named or bound to "
+                                   "\"%s\"", what, i, j, m->listeners[j]);
+    for (size_t j = 0; j < m->nhosts; j++)
+        for (const char *p = m->hosts[j]; *p; p++)
+            if (*p == ':' || *p <= ' ' || *p >= 127 || (*p >= 'A' && *p <= 'Z'))
+                return cross_fail(err, "%s[%zu].hosts[%zu]: expected a lower-case host name "
+                                       "without port", what, i, j);
+    if (m->path_prefix[0] != '/')
+        return cross_fail(err, "%s[%zu].path_prefix: must start with /", what, i);
+    return 0;
+}
+
 static int
 check_access_rule(struct config *cfg, size_t i, struct config_error *err)
 {
@@ -285,17 +304,8 @@ check_access_rule(struct config *cfg, size_t i, struct config_error *err)
     for (size_t j = 0; j < i; j++)
         if (strcmp(cfg->access.rules[j].name, r->name) == 0)
             return cross_fail(err, "access.rules[%zu].name: duplicate name \"%s\"", i, r->name);
-    for (size_t j = 0; j < r->nlisteners; j++)
-        if (!names_listener(cfg, r->listeners[j]))
-            return cross_fail(err, "access.rules[%zu].listeners[%zu]: no listener is named or "
-                                   "bound to \"%s\"", i, j, r->listeners[j]);
-    for (size_t j = 0; j < r->nhosts; j++)
-        for (const char *p = r->hosts[j]; *p; p++)
-            if (*p == ':' || *p <= ' ' || *p >= 127 || (*p >= 'A' && *p <= 'Z'))
-                return cross_fail(err, "access.rules[%zu].hosts[%zu]: expected a lower-case host "
-                                       "name without port", i, j);
-    if (r->path_prefix[0] != '/')
-        return cross_fail(err, "access.rules[%zu].path_prefix: must start with /", i);
+    if (check_match(cfg, &r->where, "access.rules", i, err) < 0)
+        return -1;
     for (size_t j = 0; j < r->nmethods; j++)
         if (!is_token(r->methods[j]))
             return cross_fail(err, "access.rules[%zu].methods[%zu]: expected a method name", i, j);

@@ -411,20 +411,22 @@ static const struct cfg_field fleet_fields[] = {
 };
 static const struct cfg_object fleet_schema = {0, FIELDS(fleet_fields)};
 
+/* The three keys of a struct route_match embedded at `member` of type T. */
+#define ROUTE_MATCH(T, member)                                                                     \
+    {.key = "listeners", .type = CFG_STRINGS, .offset = offsetof(T, member.listeners),             \
+     .count_offset = offsetof(T, member.nlisteners), .min = 1, .max = 300, .count_max = 64,        \
+     .doc = "Applies on these listeners (names or addresses); empty: all"},                        \
+    {.key = "hosts", .type = CFG_STRINGS, .offset = offsetof(T, member.hosts),                     \
+     .count_offset = offsetof(T, member.nhosts), .min = 1, .max = 253, .count_max = 256,           \
+     .doc = "Applies to these Host names (no port; \"*.example.com\" for subdomains); empty: all"}, \
+    {.key = "path_prefix", .type = CFG_STRING, .offset = offsetof(T, member.path_prefix),          \
+     .min = 1, .max = 1024, .def_str = "/",                                                        \
+     .doc = "Applies to normalised paths starting with this (\"/admin/\")"}
+
 static const struct cfg_field access_rule_fields[] = {
     {.key = "name", .type = CFG_NAME, .offset = offsetof(struct access_rule_conf, name),
      .flags = CFG_REQUIRED, .doc = "Names the rule in the access log when it refuses a request"},
-    {.key = "listeners", .type = CFG_STRINGS,
-     .offset = offsetof(struct access_rule_conf, listeners),
-     .count_offset = offsetof(struct access_rule_conf, nlisteners), .min = 1, .max = 300,
-     .count_max = 64, .doc = "Applies on these listeners (names or addresses); empty: all"},
-    {.key = "hosts", .type = CFG_STRINGS, .offset = offsetof(struct access_rule_conf, hosts),
-     .count_offset = offsetof(struct access_rule_conf, nhosts), .min = 1, .max = 253,
-     .count_max = 256,
-     .doc = "Applies to these Host names (no port; \"*.example.com\" for subdomains); empty: all"},
-    {.key = "path_prefix", .type = CFG_STRING,
-     .offset = offsetof(struct access_rule_conf, path_prefix), .min = 1, .max = 1024,
-     .def_str = "/", .doc = "Applies to normalised paths starting with this (\"/admin/\")"},
+    ROUTE_MATCH(struct access_rule_conf, where),
     {.key = "allow", .type = CFG_STRINGS, .offset = offsetof(struct access_rule_conf, allow),
      .count_offset = offsetof(struct access_rule_conf, nallow), .min = 1, .max = 64,
      .count_max = 1024, .doc = "Client CIDRs admitted; empty: every client not denied (else 403)"},

@@ -27,7 +27,7 @@
 #include "health.h"
 #include "redis.h"
 #include "listener.h"
-#include "iplimit.h"
+#include "limiter.h"
 #include "log.h"
 #include "privileges.h"
 #include "runtime.h"
@@ -322,10 +322,10 @@ run(struct runtime *rt)
     }
     rt->base = event_base_new();
     /* every open connection may hold an entry, and as many again may remember a rate */
-    rt->iplimit = iplimit_new((size_t)rt->cfg->limits.max_connections * 2 + 1024);
+    rt->limiter = limiter_new((size_t)rt->cfg->limits.max_connections * 2 + 1024);
     rt->workers = calloc((size_t)rt->cfg->workers, sizeof(*rt->workers));
     rt->stats = stats_new(rt->cfg->workers);
-    if (rt->base != NULL && rt->workers != NULL && rt->stats != NULL && rt->iplimit != NULL &&
+    if (rt->base != NULL && rt->workers != NULL && rt->stats != NULL && rt->limiter != NULL &&
         runtime_redis_stats(rt) == 0 && start_tls(rt) == 0 && start_fleet(rt) == 0 &&
         (fds = open_sockets(rt->cfg)) != NULL && start_health(rt) == 0)
         rc = serve(rt, fds);
@@ -336,7 +336,7 @@ run(struct runtime *rt)
     fleet_free(rt->fleet);
     health_unref(rt->health);
     stats_free(rt->stats);
-    iplimit_free(rt->iplimit);
+    limiter_free(rt->limiter);
     runtime_redis_stats_free(rt);
     free(rt->workers);
     if (rt->rotate_ev != NULL)

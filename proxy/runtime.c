@@ -165,7 +165,7 @@ runtime_start_workers(struct runtime *rt, int *fds, struct event *exit_ev)
         struct worker *w =
             rc == 0 ? worker_new(i, gens[i], rt->alog_fd, exit_ev, rs, err, sizeof(err)) : NULL;
         if (w != NULL)
-            w->iplimit = rt->iplimit;
+            w->limiter = rt->limiter;
         if (rc == 0 && (w == NULL || worker_start(w) < 0)) {
             log_error("cannot start worker %d: %s", i, w == NULL ? err : strerror(errno));
             worker_join_free(w);

@@ -15,7 +15,7 @@
 #include "conn-t.h"
 #include "conn.h"
 #include "health.h"
-#include "iplimit.h"
+#include "limiter.h"
 #include "log.h"
 #include "redis.h"
 #include "router.h"
@@ -50,40 +50,52 @@ resume_accept(struct worker *w)
 /* A connection over a per-address limit: closed before a byte is read, counted, and logged at
  * most once a second per worker (a flood must not flood the log too). */
 static void
-refuse_address(struct worker *w, const struct sockaddr *sa, enum iplimit_verdict v)
+refuse_address(struct worker *w, const struct sockaddr *sa, enum limiter_verdict v)
 {
     uint64_t now = clock_mono_us();
     char ip[ADDR_TEXT_MAX];
 
-    worker_count(w, v == IPLIMIT_CONNS ? REASON_IP_CONN_LIMIT : REASON_IP_RATE_LIMIT);
+    worker_count(w, v == LIMITER_CONNS ? REASON_IP_CONN_LIMIT : REASON_IP_RATE_LIMIT);
     w->ip_refused++;
     if (now - w->ip_refused_logged_us < 1000000)
         return;
     addr_host_string(sa, ip, sizeof(ip));
     log_warn("worker %d: refused %llu connections over the per-address limits (last from %s: %s)",
              w->id, (unsigned long long)w->ip_refused, ip,
-             v == IPLIMIT_CONNS ? "too many open" : "too many new per second");
+             v == LIMITER_CONNS ? "too many open" : "too many new per second");
     w->ip_refused = 0;
     w->ip_refused_logged_us = now;
 }
 
+static void
+release_address(struct worker *w, const struct sockaddr *sa)
+{
+    uint8_t key[16];
+
+    limiter_key_addr(sa, key);
+    limiter_release(w->limiter, key, clock_mono_us());
+}
+
 /* Per-address limits of the current config: whether this connection may stay, and counted. */
-static enum iplimit_verdict
+static enum limiter_verdict
 admit_address(struct worker *w, const struct sockaddr *sa)
 {
     const struct limits_conf *lim = &w->cfg->limits;
-    struct iplimit_rules r = {
+    struct limiter_rules r = {
         .max_conns = (uint32_t)lim->max_connections_per_ip,
         .rate = lim->new_connections_per_ip_s,
         .burst = lim->new_connections_per_ip_burst > 0 ? lim->new_connections_per_ip_burst
                                                         : lim->new_connections_per_ip_s,
     };
 
-    if (w->iplimit == NULL || (r.max_conns == 0 && r.rate == 0))
-        return IPLIMIT_UNTRACKED;
+    uint8_t key[16];
+
+    if (w->limiter == NULL || (r.max_conns == 0 && r.rate == 0))
+        return LIMITER_UNTRACKED;
     if (r.burst < 1)
         r.burst = 1;
-    return iplimit_acquire(w->iplimit, sa, &r, clock_mono_us());
+    limiter_key_addr(sa, key);
+    return limiter_acquire(w->limiter, key, &r, clock_mono_us());
 }
 
 static void
@@ -92,27 +104,27 @@ accept_cb(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *sa, in
     struct listener_rt *l = arg;
     struct worker *w = l->w;
     struct conn *c;
-    enum iplimit_verdict v;
+    enum limiter_verdict v;
 
     if (w->state != WORKER_RUNNING || w->nconns >= w->max_conns) {
         close(fd);
         return;
     }
     v = admit_address(w, sa);
-    if (v == IPLIMIT_CONNS || v == IPLIMIT_RATE) {
+    if (v == LIMITER_CONNS || v == LIMITER_RATE) {
         close(fd);
         refuse_address(w, sa, v);
         return;
     }
     c = conn_new(l, fd, sa, (socklen_t)salen);
     if (c == NULL) {
-        if (v == IPLIMIT_OK)
-            iplimit_release(w->iplimit, sa, clock_mono_us());
+        if (v == LIMITER_OK)
+            release_address(w, sa);
         log_warn("worker %d: cannot set up a connection", w->id);
         worker_count(w, REASON_RESOURCE);
         return;
     }
-    c->ip_counted = v == IPLIMIT_OK;
+    c->ip_counted = v == LIMITER_OK;
     TAILQ_INSERT_TAIL(&w->conns, c, link);
     if (l->stats != NULL) {
         stat_add(&l->stats->accepted, 1);
@@ -150,7 +162,7 @@ worker_conn_closed(struct worker *w, struct conn *c)
     TAILQ_REMOVE(&w->conns, c, link);
     w->nconns--;
     if (c->ip_counted)
-        iplimit_release(w->iplimit, (const struct sockaddr *)&c->peer, clock_mono_us());
+        release_address(w, (const struct sockaddr *)&c->peer);
     if (c->listener->stats != NULL)
         stat_sub(&c->listener->stats->active, 1);
     if (w->state == WORKER_DRAINING) {

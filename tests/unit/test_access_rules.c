@@ -101,11 +101,13 @@ static char *admin_methods[] = {"GET", "POST"};
 static struct cidr office[1], blocked[1];
 
 static struct access_rule_conf rules[] = {
-    {.name = "admin", .listeners = admin_listeners, .nlisteners = 1, .hosts = admin_hosts,
-     .nhosts = 1, .path_prefix = "/admin/", .allow_nets = office, .nallow = 1,
+    {.name = "admin",
+     .where = {.listeners = admin_listeners, .nlisteners = 1, .hosts = admin_hosts, .nhosts = 1,
+               .path_prefix = "/admin/"},
+     .allow_nets = office, .nallow = 1,
      .deny_nets = blocked, .ndeny = 1, .methods = admin_methods, .nmethods = 2,
      .max_request_body = 1024, .allow_encoded_slash = -1},
-    {.name = "files", .path_prefix = "/files/", .max_request_body = -1, .allow_encoded_slash = 1},
+    {.name = "files", .where = {.path_prefix = "/files/"}, .max_request_body = -1, .allow_encoded_slash = 1},
 };
 static struct access_conf conf = {.rules = rules, .nrules = 2};
 static struct listener_conf public_listener = {.name = "public", .address = "*:443"};

@@ -1,5 +1,5 @@
 /*
- * iplimit: see iplimit.h. Each shard is an open-addressing table with linear probing and
+ * limiter: see limiter.h. Each shard is an open-addressing table with linear probing and
  * backward-shift deletion (no tombstones), kept at most 3/4 full, allocated on its first use (a
  * process whose limits are off holds none).
  */
@@ -10,12 +10,12 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "iplimit.h"
+#include "limiter.h"
 
 #define SHARDS 64
 
-struct ip_entry {
-    uint8_t key[16];   /* IPv4 as ::ffff:a.b.c.d; IPv6 as its /64 */
+struct entry {
+    uint8_t key[16];   /* see limiter.h */
     bool used;
     uint32_t conns;
     double tokens;
@@ -26,17 +26,17 @@ struct ip_entry {
 struct shard {
     pthread_mutex_t lock;
     uint64_t seed;
-    struct ip_entry *slots;
+    struct entry *slots;
     size_t nslots, used, max_used;
 };
 
-struct iplimit {
+struct limiter {
     uint64_t seed; /* random: which addresses share a shard cannot be chosen from outside */
     struct shard shards[SHARDS];
 };
 
-static void
-key_of(const struct sockaddr *sa, uint8_t key[16])
+void
+limiter_key_addr(const struct sockaddr *sa, uint8_t key[16])
 {
     memset(key, 0, 16);
     if (sa->sa_family == AF_INET) {
@@ -64,10 +64,10 @@ hash_key(uint64_t seed, const uint8_t key[16])
     return h ^ (h >> 31);
 }
 
-struct iplimit *
-iplimit_new(size_t capacity)
+struct limiter *
+limiter_new(size_t capacity)
 {
-    struct iplimit *t = calloc(1, sizeof(*t));
+    struct limiter *t = calloc(1, sizeof(*t));
     size_t per = capacity / SHARDS + 1;
 
     if (t == NULL)
@@ -85,7 +85,7 @@ iplimit_new(size_t capacity)
 }
 
 void
-iplimit_free(struct iplimit *t)
+limiter_free(struct limiter *t)
 {
     if (t == NULL)
         return;
@@ -97,7 +97,7 @@ iplimit_free(struct iplimit *t)
 }
 
 /* The slot holding key, or the empty slot where it would go. */
-static struct ip_entry *
+static struct entry *
 find(struct shard *s, const uint8_t key[16], uint64_t h)
 {
     size_t i = (size_t)(h % s->nslots);
@@ -109,7 +109,7 @@ find(struct shard *s, const uint8_t key[16], uint64_t h)
 
 /* Remove e, shifting back the entries after it that probed past it. */
 static void
-remove_entry(struct shard *s, struct ip_entry *e)
+remove_entry(struct shard *s, struct entry *e)
 {
     size_t i = (size_t)(e - s->slots), j = i;
 
@@ -137,7 +137,7 @@ static void
 sweep(struct shard *s, uint64_t now)
 {
     for (size_t i = 0; i < s->nslots;) {
-        struct ip_entry *e = &s->slots[i];
+        struct entry *e = &s->slots[i];
         if (e->used && e->conns == 0 && now >= e->full_us)
             remove_entry(s, e); /* another entry may have moved into slot i: look again */
         else
@@ -146,7 +146,7 @@ sweep(struct shard *s, uint64_t now)
 }
 
 static void
-refill(struct ip_entry *e, const struct iplimit_rules *r, uint64_t now)
+refill(struct entry *e, const struct limiter_rules *r, uint64_t now)
 {
     if (r->rate <= 0)
         return;
@@ -156,23 +156,19 @@ refill(struct ip_entry *e, const struct iplimit_rules *r, uint64_t now)
     e->last_us = now;
 }
 
-enum iplimit_verdict
-iplimit_acquire(struct iplimit *t, const struct sockaddr *sa, const struct iplimit_rules *r,
-                uint64_t now_us)
+/* The entry of key, created if needed, locked in its shard (*sp); NULL: no room (unlocked). */
+static struct entry *
+lookup(struct limiter *t, const uint8_t key[16], const struct limiter_rules *r, uint64_t now_us,
+       struct shard **sp)
 {
-    uint8_t key[16];
-    uint64_t h;
-    struct shard *s;
-    struct ip_entry *e;
-    enum iplimit_verdict v = IPLIMIT_OK;
+    uint64_t h = hash_key(t->seed, key);
+    struct shard *s = &t->shards[h >> 58]; /* SHARDS == 64 */
+    struct entry *e;
 
-    key_of(sa, key);
-    h = hash_key(t->seed, key);
-    s = &t->shards[h >> 58]; /* SHARDS == 64 */
     pthread_mutex_lock(&s->lock);
     if (s->slots == NULL && (s->slots = calloc(s->nslots, sizeof(*s->slots))) == NULL) {
         pthread_mutex_unlock(&s->lock);
-        return IPLIMIT_UNTRACKED;
+        return NULL;
     }
     e = find(s, key, h);
     if (!e->used && s->used >= s->max_used) {
@@ -182,23 +178,42 @@ iplimit_acquire(struct iplimit *t, const struct sockaddr *sa, const struct iplim
     if (!e->used) {
         if (s->used >= s->max_used) {
             pthread_mutex_unlock(&s->lock);
-            return IPLIMIT_UNTRACKED;
+            return NULL;
         }
-        *e = (struct ip_entry){.used = true, .tokens = r->burst, .last_us = now_us};
+        *e = (struct entry){.used = true, .tokens = r->burst, .last_us = now_us};
         memcpy(e->key, key, 16);
         s->used++;
     }
     refill(e, r, now_us);
+    *sp = s;
+    return e;
+}
+
+static void
+take_token(struct entry *e, const struct limiter_rules *r, uint64_t now_us)
+{
+    e->tokens -= 1;
+    e->full_us = now_us + (uint64_t)((r->burst - e->tokens) / r->rate * 1e6);
+}
+
+enum limiter_verdict
+limiter_acquire(struct limiter *t, const uint8_t key[16], const struct limiter_rules *r,
+                uint64_t now_us)
+{
+    struct shard *s;
+    struct entry *e = lookup(t, key, r, now_us, &s);
+    enum limiter_verdict v = LIMITER_OK;
+
+    if (e == NULL)
+        return LIMITER_UNTRACKED;
     if (r->max_conns > 0 && e->conns >= r->max_conns) {
-        v = IPLIMIT_CONNS;
+        v = LIMITER_CONNS;
     } else if (r->rate > 0 && e->tokens < 1) {
-        v = IPLIMIT_RATE;
+        v = LIMITER_RATE;
     } else {
         e->conns++;
-        if (r->rate > 0) {
-            e->tokens -= 1;
-            e->full_us = now_us + (uint64_t)((r->burst - e->tokens) / r->rate * 1e6);
-        }
+        if (r->rate > 0)
+            take_token(e, r, now_us);
     }
     if (e->conns == 0 && now_us >= e->full_us)
         remove_entry(s, e); /* refused without a trace to keep */
@@ -206,17 +221,34 @@ iplimit_acquire(struct iplimit *t, const struct sockaddr *sa, const struct iplim
     return v;
 }
 
-void
-iplimit_release(struct iplimit *t, const struct sockaddr *sa, uint64_t now_us)
+enum limiter_verdict
+limiter_take(struct limiter *t, const uint8_t key[16], const struct limiter_rules *r,
+             uint64_t now_us, uint64_t *retry_us)
 {
-    uint8_t key[16];
-    uint64_t h;
     struct shard *s;
-    struct ip_entry *e;
+    struct entry *e = lookup(t, key, r, now_us, &s);
+    enum limiter_verdict v = LIMITER_OK;
 
-    key_of(sa, key);
-    h = hash_key(t->seed, key);
-    s = &t->shards[h >> 58];
+    *retry_us = 0;
+    if (e == NULL)
+        return LIMITER_UNTRACKED;
+    if (e->tokens < 1) {
+        v = LIMITER_RATE;
+        *retry_us = (uint64_t)((1 - e->tokens) / r->rate * 1e6) + 1;
+    } else {
+        take_token(e, r, now_us);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return v;
+}
+
+void
+limiter_release(struct limiter *t, const uint8_t key[16], uint64_t now_us)
+{
+    uint64_t h = hash_key(t->seed, key);
+    struct shard *s = &t->shards[h >> 58];
+    struct entry *e;
+
     pthread_mutex_lock(&s->lock);
     e = s->slots != NULL ? find(s, key, h) : NULL;
     if (e != NULL && e->used && e->conns > 0 && --e->conns == 0 && now_us >= e->full_us)
@@ -225,7 +257,7 @@ iplimit_release(struct iplimit *t, const struct sockaddr *sa, uint64_t now_us)
 }
 
 size_t
-iplimit_size(struct iplimit *t)
+limiter_size(struct limiter *t)
 {
     size_t n = 0;
 
