@@ -70,12 +70,16 @@ response_body_kind(const struct conn *c, enum body_kind *kind)
     const llhttp_t *p = &m->parser;
     int status = p->status_code;
 
+    if (!headers_response_is_clean(m))
+        return -1;
     if (c->req.parser.method == HTTP_HEAD || status == 204 || status == 304) {
         *kind = BODY_NONE;
         return 0;
     }
     if (p->flags & F_TRANSFER_ENCODING) {
-        if ((p->flags & F_CONTENT_LENGTH) || !headers_te_is_chunked(m))
+        /* chunked to both readings, llhttp's (which frames the body) and ours; see
+         * headers_check_request() */
+        if ((p->flags & F_CONTENT_LENGTH) || !headers_te_is_chunked(m) || !(p->flags & F_CHUNKED))
             return -1;
         *kind = BODY_CHUNKED;
     } else if (p->flags & F_CONTENT_LENGTH) {
