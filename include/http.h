@@ -39,6 +39,10 @@ enum http_error {
 /* Receives decoded body bytes of a chunked message; returns 0, or -1 to stop with HTTP_ERR_SINK. */
 typedef int (*http_body_sink)(void *arg, const char *at, size_t len);
 
+/* Chunk extensions are dropped, but they are read: without a bound one endless extension would
+ * hold a connection without ever reaching a body or head limit. */
+#define HTTP_CHUNK_EXT_MAX 4096
+
 struct http_msg {
     llhttp_t parser;
     /* the head of the current message, slices into buf by offset (buf may move as it grows) */
@@ -50,6 +54,7 @@ struct http_msg {
     uint32_t reason_off, reason_len; /* reason phrase (responses) */
     uint32_t head_bytes;             /* head bytes consumed from the wire so far */
     uint32_t trailer_bytes;          /* trailer bytes of a chunked body, ignored but bounded */
+    uint32_t ext_bytes;              /* chunk extension bytes of the current chunk, bounded */
     uint32_t max_head;
     uint32_t max_fields;
     bool head_complete;

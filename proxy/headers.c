@@ -162,7 +162,12 @@ check_target(const struct http_msg *m, struct req_info *info)
         return 0;
     if (t.n == 1 && t.p[0] == '*' && m->parser.method == HTTP_OPTIONS)
         return 0;
-    return split_absolute_form(t, info);
+    if (split_absolute_form(t, info) < 0)
+        return -1;
+    /* RFC 9112 section 3.2.4: OPTIONS for a whole server is forwarded as "*" */
+    if (info->target.n == 0 && m->parser.method == HTTP_OPTIONS)
+        info->target = (struct slice){"*", 1};
+    return 0;
 }
 
 /* One pass over the fields: controls in values, Host count, Expect, TE on HTTP/1.0, request id. */

@@ -152,6 +152,27 @@ on_body(llhttp_t *p, const char *at, size_t len)
 }
 
 static int
+on_chunk_extension(llhttp_t *p, const char *at, size_t len)
+{
+    struct http_msg *m = msg_of(p);
+
+    (void)at;
+    if (len > HTTP_CHUNK_EXT_MAX - m->ext_bytes) {
+        m->error = HTTP_ERR_SYNTAX;
+        return -1;
+    }
+    m->ext_bytes += (uint32_t)len;
+    return 0;
+}
+
+static int
+on_chunk_complete(llhttp_t *p)
+{
+    msg_of(p)->ext_bytes = 0;
+    return 0;
+}
+
+static int
 on_message_complete(llhttp_t *p)
 {
     msg_of(p)->stop = HTTP_MSG_DONE;
@@ -165,6 +186,9 @@ static const llhttp_settings_t settings = {
     .on_header_value = on_header_value,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
+    .on_chunk_extension_name = on_chunk_extension,
+    .on_chunk_extension_value = on_chunk_extension,
+    .on_chunk_complete = on_chunk_complete,
     .on_message_complete = on_message_complete,
 };
 
@@ -195,7 +219,7 @@ http_msg_reset(struct http_msg *m)
     llhttp_reset(&m->parser);
     m->len = m->nfields = 0;
     m->target_len = m->reason_len = 0;
-    m->head_bytes = m->trailer_bytes = 0;
+    m->head_bytes = m->trailer_bytes = m->ext_bytes = 0;
     m->head_complete = m->in_value = false;
     m->stop = HTTP_AGAIN;
     m->error = HTTP_ERR_NONE;
