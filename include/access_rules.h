@@ -55,4 +55,9 @@ bool access_route_matches(const struct route_match *m, const struct access_reque
 int access_check(const struct access_conf *a, const struct access_request *r,
                  int64_t default_max_body, struct access_verdict *v);
 
+/* The same for a path access_normalize_path() has normalised already (the caller needs it for
+ * rate limits too). */
+int access_check_path(const struct access_conf *a, const struct access_request *r, const char *path,
+                      bool encoded_slash, int64_t default_max_body, struct access_verdict *v);
+
 #endif

@@ -220,6 +220,28 @@ struct access_rule_conf {
     int allow_encoded_slash;    /* -1: access.allow_encoded_slash */
 };
 
+enum rate_key_kind {
+    RATE_KEY_CLIENT_IP, /* the client's address (IPv6: its /64) */
+    RATE_KEY_HEADER,    /* a request header's value (an API key); absent: the limit skips it */
+};
+
+/* A rate limit: requests per key where it applies, counted across instances through Redis when
+ * shared (and each instance alone while Redis is away). */
+struct rate_limit_conf {
+    char *name;
+    struct route_match where;
+    char *key;                  /* "client_ip" or "header:Name" */
+    int requests;               /* this many requests ... */
+    int per_s;                  /* ... per this many seconds */
+    int burst;                  /* requests at once after a quiet time; 0: `requests` */
+    bool shared;
+    int key_kind;               /* enum rate_key_kind, from key */
+    char *header;               /* RATE_KEY_HEADER: the name, lower case (points into key) */
+    size_t header_len;
+    uint64_t interval_us;       /* per_s / requests */
+    uint64_t tolerance_us;      /* interval_us * (burst - 1): GCRA's burst allowance */
+};
+
 /* Edge checks of every request head, before routing. */
 struct access_conf {
     bool allow_encoded_slash;   /* %2F and %5C in paths (else 403) */
@@ -305,6 +327,8 @@ struct config {
     struct redis_conf *redis; /* NULL: no Redis: every instance on its own */
     struct affinity_conf *affinity; /* NULL: no sticky sessions */
     struct access_conf access;
+    struct rate_limit_conf *rate_limits; /* every one that applies counts a request */
+    size_t nrate_limits;
     struct process_conf process;
     struct fleet_conf fleet;  /* with redis */
     char *path;               /* the file it was loaded from (for reloads); NULL from text */

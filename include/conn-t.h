@@ -15,6 +15,7 @@
 
 #include "addr.h"
 #include "pace.h"
+#include "ratelimit.h"
 #include "body.h"
 #include "headers.h"
 #include "http.h"
@@ -75,6 +76,15 @@ struct exchange_affinity {
     struct redis_op *op;     /* the lookup in flight (CONN_ROUTING) */
 };
 
+struct exchange_rate {
+    struct rate_hit hits[RATELIMIT_MAX_HITS]; /* the limits that count this request */
+    uint8_t nhits;
+    bool shared;             /* some are counted across the fleet too */
+    bool decided;            /* the fleet was asked (once per request) */
+    int retry_after_s;       /* refused: when to come back */
+    struct redis_op *op;     /* the fleet's count in flight (CONN_ROUTING) */
+};
+
 struct exchange {
     char id[REQID_MAX + 1];
     struct req_info info;
@@ -103,6 +113,7 @@ struct exchange {
     struct exchange_affinity aff;
     const char *rule;            /* the access rule that applied (config-owned), or NULL */
     struct pace pace;            /* the request body's pace (limits.client_body_min_rate) */
+    struct exchange_rate rate;
     int64_t max_request_body;    /* limits.max_request_body, or the access rule's */
 };
 

@@ -84,6 +84,10 @@ bool redis_ready(const struct redis *r);
 struct redis_op *redis_command(struct redis *r, int budget_ms, redis_reply_fn *fn, void *arg,
                                const char *fmt, ...);
 
+/* The same with the command as argc strings (a variable number of arguments). */
+struct redis_op *redis_command_argv(struct redis *r, int budget_ms, redis_reply_fn *fn, void *arg,
+                                    int argc, const char **argv, const size_t *argvlen);
+
 /* The caller goes away: fn will not be called for op. */
 void redis_cancel(struct redis_op *op);
 

@@ -39,7 +39,8 @@ struct runtime {
     struct admin_env env;        /* what the admin endpoint reads */
     struct fleet *fleet;         /* with a redis section: what instances share */
     struct redis_stats *redis_stats; /* RUNTIME_REDIS_WORKER0 + workers entries, or NULL */
-    struct limiter *limiter;     /* per-address connection counts, shared by the workers */
+    struct limiter *limiter;
+    struct limiter *rates;       /* rate-limit buckets, shared by the workers */     /* per-address connection counts, shared by the workers */
     size_t nredis;
 };
 

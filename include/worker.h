@@ -124,6 +124,8 @@ struct worker {
     unsigned nconns;
     unsigned max_conns;         /* this worker's share of limits.max_connections */
     struct limiter *limiter;    /* the process's per-address counts (the runtime's) */
+    struct limiter *rates;      /* the process's rate-limit buckets (the runtime's) */
+    atomic_uint_fast64_t rate_local; /* shared limits decided locally (Redis away or late) */
     uint64_t ip_refused;        /* connections refused by per-address limits, unlogged yet */
     uint64_t ip_refused_logged_us;
     bool accept_paused;         /* listeners disabled: at max_conns or after an accept error */

@@ -210,19 +210,29 @@ access_check(const struct access_conf *a, const struct access_request *r,
              int64_t default_max_body, struct access_verdict *v)
 {
     char path[ACCESS_PATH_MAX];
-    const struct access_rule_conf *rule;
     const char *detail;
-    bool encoded_slash, slash_ok;
-    int status;
+    bool encoded_slash;
+    int status = access_normalize_path(r->target, r->target_len, path, &encoded_slash, &detail);
 
-    *v = (struct access_verdict){.max_request_body = default_max_body};
-    status = access_normalize_path(r->target, r->target_len, path, &encoded_slash, &detail);
-    if (status != 0)
+    if (status != 0) {
+        *v = (struct access_verdict){.max_request_body = default_max_body};
         return verdict(v, status,
                        status == 403   ? REASON_PATH_REFUSED
                        : status == 414 ? REASON_URI_TOO_LONG
                                        : REASON_BAD_REQUEST,
                        detail);
+    }
+    return access_check_path(a, r, path, encoded_slash, default_max_body, v);
+}
+
+int
+access_check_path(const struct access_conf *a, const struct access_request *r, const char *path,
+                  bool encoded_slash, int64_t default_max_body, struct access_verdict *v)
+{
+    const struct access_rule_conf *rule;
+    bool slash_ok;
+
+    *v = (struct access_verdict){.max_request_body = default_max_body};
     rule = find_rule(a, r, path);
     slash_ok = rule != NULL && rule->allow_encoded_slash >= 0 ? rule->allow_encoded_slash == 1
                                                               : a->allow_encoded_slash;

@@ -331,6 +331,45 @@ check_access(struct config *cfg, struct config_error *err)
 }
 
 static int
+check_rate_limit(struct config *cfg, size_t i, struct config_error *err)
+{
+    struct rate_limit_conf *r = &cfg->rate_limits[i];
+    int burst = r->burst > 0 ? r->burst : r->requests;
+
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(cfg->rate_limits[j].name, r->name) == 0)
+            return cross_fail(err, "rate_limits[%zu].name: duplicate name \"%s\"", i, r->name);
+    if (check_match(cfg, &r->where, "rate_limits", i, err) < 0)
+        return -1;
+    if (strcmp(r->key, "client_ip") == 0) {
+        r->key_kind = RATE_KEY_CLIENT_IP;
+    } else if (strncmp(r->key, "header:", 7) == 0 && is_token(r->key + 7)) {
+        r->key_kind = RATE_KEY_HEADER;
+        r->header = r->key + 7;
+        r->header_len = strlen(r->header);
+        for (char *p = r->header; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+    } else {
+        return cross_fail(err, "rate_limits[%zu].key: expected \"client_ip\" or "
+                               "\"header:NAME\"", i);
+    }
+    r->interval_us = (uint64_t)r->per_s * 1000000 / (uint64_t)r->requests;
+    if (r->interval_us == 0)
+        return cross_fail(err, "rate_limits[%zu].requests: more than a million per second", i);
+    r->tolerance_us = r->interval_us * (uint64_t)(burst - 1);
+    return 0;
+}
+
+static int
+check_rate_limits(struct config *cfg, struct config_error *err)
+{
+    for (size_t i = 0; i < cfg->nrate_limits; i++)
+        if (check_rate_limit(cfg, i, err) < 0)
+            return -1;
+    return 0;
+}
+
+static int
 check_process(struct config *cfg, struct config_error *err)
 {
     struct process_conf *p = &cfg->process;
@@ -503,7 +542,7 @@ config_from_json(json_t *root, struct config_error *err)
         goto fail;
     if (check_listeners(cfg, err) < 0 || check_clusters(cfg, err) < 0 ||
         check_admin(cfg, err) < 0 || check_redis(cfg, err) < 0 || check_access(cfg, err) < 0 ||
-        check_process(cfg, err) < 0 ||
+        check_process(cfg, err) < 0 || check_rate_limits(cfg, err) < 0 ||
         default_instance_id(cfg, err) < 0)
         goto fail;
     return cfg;

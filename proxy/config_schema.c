@@ -457,6 +457,25 @@ static const struct cfg_field access_fields[] = {
 };
 static const struct cfg_object access_schema = {0, FIELDS(access_fields)};
 
+static const struct cfg_field rate_limit_fields[] = {
+    {.key = "name", .type = CFG_NAME, .offset = offsetof(struct rate_limit_conf, name),
+     .flags = CFG_REQUIRED, .doc = "Names the limit in the access log and in Redis keys"},
+    ROUTE_MATCH(struct rate_limit_conf, where),
+    {.key = "key", .type = CFG_STRING, .offset = offsetof(struct rate_limit_conf, key), .min = 1,
+     .max = 100, .def_str = "client_ip",
+     .doc = "What is counted: \"client_ip\" (IPv6: per /64) or \"header:NAME\" (e.g. an API key)"},
+    {.key = "requests", .type = CFG_INT, .offset = offsetof(struct rate_limit_conf, requests),
+     .min = 1, .max = 1000000000, .flags = CFG_REQUIRED, .doc = "Requests allowed per per_s"},
+    {.key = "per_s", .type = CFG_INT, .offset = offsetof(struct rate_limit_conf, per_s), .min = 1,
+     .max = 86400, .def = 1, .doc = "The period, in seconds"},
+    {.key = "burst", .type = CFG_INT, .offset = offsetof(struct rate_limit_conf, burst), .min = 0,
+     .max = 1000000000, .def = 0, .doc = "Requests at once after a quiet time; 0: requests"},
+    {.key = "shared", .type = CFG_BOOL, .offset = offsetof(struct rate_limit_conf, shared),
+     .def = 1, .doc = "Count across instances through Redis (when configured)"},
+};
+static const struct cfg_object rate_limit_schema = {sizeof(struct rate_limit_conf),
+                                                    FIELDS(rate_limit_fields)};
+
 static const struct cfg_field process_fields[] = {
     {.key = "user", .type = CFG_STRING, .offset = offsetof(struct process_conf, user), .min = 1,
      .max = 32, .doc = "Started as root: become this user once the sockets are bound"},
@@ -501,6 +520,10 @@ static const struct cfg_field root_fields[] = {
      .child = &affinity_schema, .doc = "Present: sticky sessions (shared through Redis if set)"},
     {.key = "fleet", .type = CFG_OBJECT, .offset = offsetof(struct config, fleet),
      .child = &fleet_schema, .doc = "What instances share through Redis"},
+    {.key = "rate_limits", .type = CFG_ARRAY, .offset = offsetof(struct config, rate_limits),
+     .count_offset = offsetof(struct config, nrate_limits), .child = &rate_limit_schema,
+     .min = 0, .max = 64,
+     .doc = "Request rates per client address or header value (429 with Retry-After)"},
     {.key = "process", .type = CFG_OBJECT, .offset = offsetof(struct config, process),
      .child = &process_schema, .doc = "The process's rights: user to become, core dumps"},
     {.key = "access", .type = CFG_OBJECT, .offset = offsetof(struct config, access),

@@ -312,7 +312,7 @@ static bool
 error_keeps_connection(const struct conn *c, int status)
 {
     return c->x.keep_alive && c->req_phase == REQ_DONE && c->req.head_complete &&
-           (status == 502 || status == 503 || status == 504) &&
+           (status == 429 || status == 502 || status == 503 || status == 504) &&
            (c->state == CONN_READING_HEAD || c->state == CONN_BUFFERING_BODY ||
             c->state == CONN_ROUTING || c->state == CONN_CONNECTING_UPSTREAM ||
             c->state == CONN_STREAMING);
@@ -452,10 +452,14 @@ choose_request_body(struct conn *c)
     return 0;
 }
 
-/* The edge rules (access_rules.h); sets the body limit that applies. */
+/* The edge rules (access_rules.h), then the local rate limits; sets the body limit that
+ * applies. Returns 0 or the status to answer with. */
 static int
 check_access(struct conn *c, enum reason *why)
 {
+    char path[ACCESS_PATH_MAX];
+    const char *detail;
+    bool encoded_slash;
     struct access_verdict v;
     struct access_request r = {
         .listener = c->listener->conf,
@@ -467,15 +471,31 @@ check_access(struct conn *c, enum reason *why)
         .target_len = c->x.info.target.n,
     };
 
-    access_check(&c->cfg->access, &r, c->cfg->limits.max_request_body, &v);
+    int status = access_normalize_path(r.target, r.target_len, path, &encoded_slash, &detail);
+
+    c->x.max_request_body = c->cfg->limits.max_request_body;
+    if (status != 0) {
+        *why = status == 403 ? REASON_PATH_REFUSED
+               : status == 414 ? REASON_URI_TOO_LONG
+                               : REASON_BAD_REQUEST;
+        log_debug("client %s: request %s refused (%d): %s", c->client, c->x.id, status, detail);
+        return status;
+    }
+    access_check_path(&c->cfg->access, &r, path, encoded_slash, c->cfg->limits.max_request_body,
+                      &v);
     c->x.rule = v.rule;
     c->x.max_request_body = v.max_request_body;
     if (v.status != 0) {
         *why = v.why;
         log_debug("client %s: request %s refused (%d): %s%s%s", c->client, c->x.id, v.status,
                   v.detail, v.rule != NULL ? ", rule " : "", v.rule != NULL ? v.rule : "");
+        return v.status;
     }
-    return v.status;
+    if (c->cfg->nrate_limits > 0 && conn_ratelimit_head(c, &r, path) != 0) {
+        *why = REASON_RATE_LIMITED;
+        return 429;
+    }
+    return 0;
 }
 
 /* A plain listener that only sends clients to https: 308 keeps the method and body (RFC 9110
@@ -600,6 +620,16 @@ on_request_head(struct conn *c)
     assign_request_id(c);
     if (status == 0)
         status = check_access(c, &why);
+    if (status == 429) {
+        /* the body (if any) is not read: the connection closes unless there is none */
+        c->req_phase = c->req.parser.flags & (F_CHUNKED | F_CONTENT_LENGTH) &&
+                               (c->req.parser.flags & F_CHUNKED || c->req.parser.content_length > 0)
+                           ? REQ_BODY
+                           : REQ_DONE;
+        c->x.keep_alive = llhttp_should_keep_alive(&c->req.parser) && c->w->state == WORKER_RUNNING;
+        conn_answer(c, 429, why, c->x.rate.retry_after_s, NULL, 0);
+        return;
+    }
     if (status != 0) {
         conn_fail(c, status, why);
         return;
@@ -914,6 +944,7 @@ conn_free(struct conn *c)
     if (c->w != NULL && c->state == CONN_CLOSED)
         worker_conn_closed(c->w, c);
     conn_affinity_cancel(c);
+    conn_ratelimit_cancel(c);
     upstream_free(c->up);
     upstream_free(c->hedge);
     if (c->bev != NULL) {

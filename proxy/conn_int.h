@@ -53,6 +53,14 @@ void conn_affinity_response(struct conn *c, struct rewrite_response_ctx *ctx, ch
                             size_t cookie_len);
 void conn_affinity_cancel(struct conn *c);
 
+/* conn_ratelimit.c: rate limits. At the head: 0, or 429 (c->x.rate.retry_after_s set) when a
+ * local bucket refuses. Before the first attempt: whether the request waits (CONN_ROUTING) for
+ * the fleet's count in Redis; conn_start_attempt() runs again when it has, or the request is
+ * answered 429. */
+int conn_ratelimit_head(struct conn *c, const struct access_request *r, const char *path);
+bool conn_ratelimit_route(struct conn *c);
+void conn_ratelimit_cancel(struct conn *c);
+
 /* tunnel.c */
 void tunnel_start(struct conn *c);
 

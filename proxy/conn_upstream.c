@@ -153,7 +153,7 @@ conn_start_attempt(struct conn *c)
     bool pooled;
 
     if (c->x.attempts == 0) {
-        if (conn_affinity_route(c)) {
+        if (conn_ratelimit_route(c) || conn_affinity_route(c)) {
             conn_set_state(c, CONN_ROUTING); /* lookup_cb starts the attempt */
             return;
         }

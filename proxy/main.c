@@ -259,6 +259,10 @@ log_started(const struct config *cfg)
              cfg->workers, cfg->nclusters, cfg->nservers);
 }
 
+/* Rate-limit keys remembered at once (each until its bucket refills); beyond, new keys are
+ * counted by Redis only. */
+#define RATE_KEYS 131072
+
 /* The signals serve() handles; blocked from run()'s start until their events are added. */
 static sigset_t handled_signals;
 
@@ -323,9 +327,10 @@ run(struct runtime *rt)
     rt->base = event_base_new();
     /* every open connection may hold an entry, and as many again may remember a rate */
     rt->limiter = limiter_new((size_t)rt->cfg->limits.max_connections * 2 + 1024);
+    rt->rates = limiter_new(RATE_KEYS);
     rt->workers = calloc((size_t)rt->cfg->workers, sizeof(*rt->workers));
     rt->stats = stats_new(rt->cfg->workers);
-    if (rt->base != NULL && rt->workers != NULL && rt->stats != NULL && rt->limiter != NULL &&
+    if (rt->base != NULL && rt->workers != NULL && rt->stats != NULL && rt->limiter != NULL && rt->rates != NULL &&
         runtime_redis_stats(rt) == 0 && start_tls(rt) == 0 && start_fleet(rt) == 0 &&
         (fds = open_sockets(rt->cfg)) != NULL && start_health(rt) == 0)
         rc = serve(rt, fds);
@@ -337,6 +342,7 @@ run(struct runtime *rt)
     health_unref(rt->health);
     stats_free(rt->stats);
     limiter_free(rt->limiter);
+    limiter_free(rt->rates);
     runtime_redis_stats_free(rt);
     free(rt->workers);
     if (rt->rotate_ev != NULL)

@@ -296,6 +296,14 @@ redis_metrics(const struct admin_env *env, struct evbuffer *out)
                                 (unsigned long long)n);
         }
     }
+    if (env->cfg->nrate_limits > 0) {
+        uint64_t n = 0;
+        for (int w = 0; w < env->nworkers; w++)
+            n += atomic_load_explicit(&env->workers[w]->rate_local, memory_order_relaxed);
+        family(out, "trident_rate_limit_local_total", "counter",
+               "Shared rate-limit checks decided by this instance alone (Redis away or late)");
+        evbuffer_add_printf(out, "trident_rate_limit_local_total %llu\n", (unsigned long long)n);
+    }
     if (env->redis == NULL)
         return;
     family(out, "trident_redis_up", "gauge", "1 while the Redis connection is ready");

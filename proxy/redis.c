@@ -159,9 +159,9 @@ budget_cb(evutil_socket_t fd, short what, void *arg)
         op->fn(NULL, op->arg);
 }
 
+/* An op for a command about to be sent, or NULL (counted as refused). */
 static struct redis_op *
-send_va(struct redis *r, int budget_ms, redis_reply_fn *fn, void *arg, const char *fmt,
-        va_list ap)
+op_begin(struct redis *r, int budget_ms, redis_reply_fn *fn, void *arg)
 {
     struct redis_op *op;
 
@@ -182,7 +182,14 @@ send_va(struct redis *r, int budget_ms, redis_reply_fn *fn, void *arg, const cha
             return NULL;
         }
     }
-    if (redisvAsyncCommand(r->ac, op_reply_cb, op, fmt, ap) != REDIS_OK) {
+    return op;
+}
+
+/* hiredis took the command (rc REDIS_OK) or not. */
+static struct redis_op *
+op_sent(struct redis *r, struct redis_op *op, int rc)
+{
+    if (rc != REDIS_OK) {
         op_free(op);
         atomic_fetch_add(&r->st->refused, 1);
         return NULL;
@@ -192,6 +199,26 @@ send_va(struct redis *r, int budget_ms, redis_reply_fn *fn, void *arg, const cha
     r->nops++;
     atomic_fetch_add(&r->st->commands, 1);
     return op;
+}
+
+static struct redis_op *
+send_va(struct redis *r, int budget_ms, redis_reply_fn *fn, void *arg, const char *fmt,
+        va_list ap)
+{
+    struct redis_op *op = op_begin(r, budget_ms, fn, arg);
+
+    return op != NULL ? op_sent(r, op, redisvAsyncCommand(r->ac, op_reply_cb, op, fmt, ap)) : NULL;
+}
+
+struct redis_op *
+redis_command_argv(struct redis *r, int budget_ms, redis_reply_fn *fn, void *arg, int argc,
+                   const char **argv, const size_t *argvlen)
+{
+    struct redis_op *op = r != NULL ? op_begin(r, budget_ms, fn, arg) : NULL;
+
+    return op != NULL ? op_sent(r, op, redisAsyncCommandArgv(r->ac, op_reply_cb, op, argc, argv,
+                                                             argvlen))
+                      : NULL;
 }
 
 struct redis_op *

@@ -164,8 +164,10 @@ runtime_start_workers(struct runtime *rt, int *fds, struct event *exit_ev)
             rt->redis_stats != NULL ? &rt->redis_stats[RUNTIME_REDIS_WORKER0 + i] : NULL;
         struct worker *w =
             rc == 0 ? worker_new(i, gens[i], rt->alog_fd, exit_ev, rs, err, sizeof(err)) : NULL;
-        if (w != NULL)
+        if (w != NULL) {
             w->limiter = rt->limiter;
+            w->rates = rt->rates;
+        }
         if (rc == 0 && (w == NULL || worker_start(w) < 0)) {
             log_error("cannot start worker %d: %s", i, w == NULL ? err : strerror(errno));
             worker_join_free(w);

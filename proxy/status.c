@@ -275,6 +275,15 @@ status_json(const struct admin_env *env)
         json_object_set_new(root, "fleet", fleet_status(env->fleet));
     if (env->cfg->affinity != NULL)
         json_object_set_new(root, "affinity", affinity_json(env));
+    if (env->cfg->nrate_limits > 0) {
+        uint64_t n = 0;
+        for (int w = 0; w < env->nworkers; w++)
+            n += atomic_load_explicit(&env->workers[w]->rate_local, memory_order_relaxed);
+        /* refusals are in outcomes ("rate_limited"); this counts the shared limits that Redis
+         * could not decide in time, left to this instance's buckets */
+        json_object_set_new(root, "rate_limits",
+                            json_pack("{s:I}", "decided_locally", (json_int_t)n));
+    }
     text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
     json_decref(root);
     return text;
