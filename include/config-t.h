@@ -145,6 +145,10 @@ struct listener_conf {
     struct tls_listen_conf *tls; /* NULL: plain HTTP */
     int https_redirect_port;     /* plain listener answering every request with a 308 to https
                                     on this port; 0: off */
+    bool proxy_protocol;         /* every connection starts with a PROXY v1/v2 header */
+    char **trusted_proxies;      /* peers whose X-Forwarded-For names the client */
+    size_t ntrusted_proxies;
+    struct cidr *trusted_nets;   /* parsed when the config loads */
 };
 
 struct timeouts_conf {

@@ -33,6 +33,8 @@ struct redis_op;
 /* The client connection's state. Only conn_set_state() changes it, and each state names what is
  * true while it lasts. */
 enum conn_state {
+    CONN_PROXY_HEADER,        /* PROXY protocol listener: waiting for the balancer's header
+                                 (no bufferevent yet); header deadline timer */
     CONN_HANDSHAKE,           /* TLS listener: handshake under way; handshake deadline timer */
     CONN_IDLE,                /* between requests, no byte of the next one yet; idle timer */
     CONN_READING_HEAD,        /* a request head is arriving; header deadline timer */
@@ -114,6 +116,9 @@ struct exchange {
     const char *rule;            /* the access rule that applied (config-owned), or NULL */
     struct pace pace;            /* the request body's pace (limits.client_body_min_rate) */
     struct exchange_rate rate;
+    struct sockaddr_storage client; /* named by a trusted proxy's X-Forwarded-For; AF_UNSPEC:
+                                       the connection's peer is the client */
+    char client_text[ADDR_TEXT_MAX];
     int64_t max_request_body;    /* limits.max_request_body, or the access rule's */
 };
 
@@ -128,6 +133,8 @@ struct conn {
     struct router *router;  /* routing snapshot this connection started with */
     const struct config *cfg;
     struct bufferevent *bev;
+    evutil_socket_t fd;     /* the client socket (owned by bev once there is one) */
+    struct event *pp_ev;    /* CONN_PROXY_HEADER: the socket's read event */
     struct event *timer;    /* idle / header deadline / tunnel idle, by state */
     struct event *free_ev;  /* deferred free after CLOSED */
     TAILQ_ENTRY(conn) link;

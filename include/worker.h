@@ -134,6 +134,10 @@ struct worker {
 /* Build worker `id` with its first generation (taken, whatever the outcome), the access-log fd
  * (shared, not owned), main's exit notification event, and the counters of its Redis connection
  * (kept by the caller; used when the config has a redis section). NULL with the reason in err. */
+/* Per-address limits for a new client connection from sa: false when refused (closed by the
+ * caller; counted and logged here); *counted: release it with the connection. */
+bool worker_admit(struct worker *w, const struct sockaddr *sa, bool *counted);
+
 struct worker *worker_new(int id, struct worker_generation *g, int alog_fd,
                           struct event *exit_notify, struct redis_stats *redis_stats, char *err,
                           size_t errlen);

@@ -316,6 +316,23 @@ check_access_rule(struct config *cfg, size_t i, struct config_error *err)
 }
 
 static int
+check_trusted_proxies(struct config *cfg, struct config_error *err)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        struct listener_conf *l = &cfg->listeners[i];
+        l->trusted_nets = calloc(l->ntrusted_proxies ? l->ntrusted_proxies : 1,
+                                 sizeof(*l->trusted_nets));
+        if (l->trusted_nets == NULL)
+            return cross_fail(err, "listeners[%zu].trusted_proxies: out of memory", i);
+        for (size_t j = 0; j < l->ntrusted_proxies; j++)
+            if (cidr_parse(l->trusted_proxies[j], &l->trusted_nets[j]) < 0)
+                return cross_fail(err, "listeners[%zu].trusted_proxies[%zu]: expected an address "
+                                       "or a network such as 10.0.0.0/8", i, j);
+    }
+    return 0;
+}
+
+static int
 check_access(struct config *cfg, struct config_error *err)
 {
     for (size_t i = 0; i < cfg->nlisteners; i++)
@@ -420,6 +437,8 @@ config_free(struct config *cfg)
         free(cfg->admin->allow_nets);
     if (cfg->redis != NULL)
         free(cfg->redis->sentinel_addrs);
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        free(cfg->listeners[i].trusted_nets);
     for (size_t i = 0; i < cfg->access.nrules; i++) {
         free(cfg->access.rules[i].allow_nets);
         free(cfg->access.rules[i].deny_nets);
@@ -541,7 +560,7 @@ config_from_json(json_t *root, struct config_error *err)
         cfg_walk(&cfg_root, root, cfg, err->msg, sizeof(err->msg)) < 0)
         goto fail;
     if (check_listeners(cfg, err) < 0 || check_clusters(cfg, err) < 0 ||
-        check_admin(cfg, err) < 0 || check_redis(cfg, err) < 0 || check_access(cfg, err) < 0 ||
+        check_admin(cfg, err) < 0 || check_redis(cfg, err) < 0 || check_access(cfg, err) < 0 || check_trusted_proxies(cfg, err) < 0 ||
         check_process(cfg, err) < 0 || check_rate_limits(cfg, err) < 0 ||
         default_instance_id(cfg, err) < 0)
         goto fail;

@@ -219,6 +219,16 @@ static const struct cfg_field listener_fields[] = {
     {.key = "https_redirect_port", .type = CFG_INT,
      .offset = offsetof(struct listener_conf, https_redirect_port), .min = 0, .max = 65535,
      .def = 0, .doc = "Plain listener only: answer every request with a 308 to https on this port"},
+    {.key = "proxy_protocol", .type = CFG_BOOL,
+     .offset = offsetof(struct listener_conf, proxy_protocol), .def = 0,
+     .doc = "Every connection starts with a PROXY protocol v1 or v2 header naming the client (a "
+            "layer-4 balancer in front); connections without one are closed"},
+    {.key = "trusted_proxies", .type = CFG_STRINGS,
+     .offset = offsetof(struct listener_conf, trusted_proxies),
+     .count_offset = offsetof(struct listener_conf, ntrusted_proxies), .min = 1, .max = 64,
+     .count_max = 256,
+     .doc = "CIDRs of proxies in front: from them, the client is the last X-Forwarded-For address "
+            "that is not one of them (for access rules, rate limits, logs)"},
 };
 static const struct cfg_object listener_schema = {sizeof(struct listener_conf),
                                                   FIELDS(listener_fields)};

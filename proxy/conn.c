@@ -6,6 +6,7 @@
  */
 #include <assert.h>
 #include <event2/bufferevent_ssl.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -18,6 +19,7 @@
 
 #include "access_log.h"
 #include "access_rules.h"
+#include "proxyproto.h"
 #include "clock.h"
 #include "config-t.h"
 #include "conn_int.h"
@@ -47,10 +49,13 @@ void
 conn_set_state(struct conn *c, enum conn_state to)
 {
     switch (to) {
-    case CONN_HANDSHAKE: assert(!"a connection starts in HANDSHAKE, never returns to it"); break;
+    case CONN_PROXY_HEADER: assert(!"a connection starts in PROXY_HEADER, never returns to it");
+        break;
+    case CONN_HANDSHAKE: assert(c->state == CONN_PROXY_HEADER); break;
     case CONN_IDLE:
         /* after a handshake, after an exchange, or after a request trident answered itself */
-        assert(c->state == CONN_HANDSHAKE || c->state == CONN_STREAMING ||
+        assert(c->state == CONN_PROXY_HEADER || c->state == CONN_HANDSHAKE ||
+               c->state == CONN_STREAMING ||
                c->state == CONN_READING_HEAD || c->state == CONN_BUFFERING_BODY ||
                c->state == CONN_ROUTING || c->state == CONN_CONNECTING_UPSTREAM);
         break;
@@ -165,7 +170,7 @@ log_exchange(struct conn *c)
     struct access_entry e = {
         .time_ms = x->start_wall_ms,
         .request_id = x->id,
-        .client = c->client,
+        .client = x->client.ss_family != AF_UNSPEC ? x->client_text : c->client,
         .method = c->req.head_complete ? llhttp_method_name(c->req.parser.method) : NULL,
         .target = http_msg_at(&c->req, c->req.target_off),
         .target_len = c->req.target_len,
@@ -266,8 +271,12 @@ conn_close_now(struct conn *c, enum reason why)
     finish_exchange(c);
     conn_drop_upstream(c);
     conn_set_state(c, CONN_CLOSED);
-    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
-    bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+    if (c->bev != NULL) {
+        bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+        bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+    }
+    if (c->pp_ev != NULL)
+        event_del(c->pp_ev);
     evtimer_del(c->timer);
     event_active(c->free_ev, EV_TIMEOUT, 1);
 }
@@ -452,6 +461,67 @@ choose_request_body(struct conn *c)
     return 0;
 }
 
+/* One X-Forwarded-For element as an address (IPv6 may come bracketed). */
+static bool
+parse_forwarded(struct slice s, struct sockaddr_storage *out)
+{
+    char text[64];
+
+    if (s.n >= 2 && s.p[0] == '[' && s.p[s.n - 1] == ']') {
+        s.p++;
+        s.n -= 2;
+    }
+    if (s.n == 0 || s.n >= sizeof(text))
+        return false;
+    memcpy(text, s.p, s.n);
+    text[s.n] = '\0';
+    memset(out, 0, sizeof(*out));
+    if (inet_pton(AF_INET, text, &((struct sockaddr_in *)out)->sin_addr) == 1) {
+        out->ss_family = AF_INET;
+        return true;
+    }
+    if (inet_pton(AF_INET6, text, &((struct sockaddr_in6 *)out)->sin6_addr) == 1) {
+        out->ss_family = AF_INET6;
+        return true;
+    }
+    return false;
+}
+
+#define FORWARDED_MAX 32 /* X-Forwarded-For elements looked at, from the right */
+
+/* From a trusted proxy, the client is the last X-Forwarded-For address that is not a trusted
+ * proxy itself (nginx's real_ip_recursive); the elements before it are the client's to forge.
+ * All trusted: the first. None usable: the peer stays the client. */
+static void
+forwarded_client(struct conn *c)
+{
+    const struct listener_conf *l = c->listener->conf;
+    struct slice el[FORWARDED_MAX], tok;
+    struct sockaddr_storage a;
+    size_t n = 0;
+
+    if (l->ntrusted_proxies == 0 ||
+        !cidr_match_any(l->trusted_nets, l->ntrusted_proxies, (const struct sockaddr *)&c->peer))
+        return;
+    for (int i = http_find_field(&c->req, "x-forwarded-for", 15, 0); i >= 0;
+         i = http_find_field(&c->req, "x-forwarded-for", 15, (uint32_t)i + 1)) {
+        const struct http_field *f = &c->req.fields[i];
+        size_t pos = 0;
+        while (headers_next_token(http_msg_at(&c->req, f->value_off), f->value_len, &pos, &tok))
+            el[n++ % FORWARDED_MAX] = tok; /* the last FORWARDED_MAX elements are kept */
+    }
+    for (size_t k = 0; k < n && k < FORWARDED_MAX; k++) {
+        if (!parse_forwarded(el[(n - 1 - k) % FORWARDED_MAX], &a))
+            break; /* garbage: what lies left of it cannot be trusted either */
+        c->x.client = a;
+        if (!cidr_match_any(l->trusted_nets, l->ntrusted_proxies, (const struct sockaddr *)&a))
+            break;
+    }
+    if (c->x.client.ss_family != AF_UNSPEC)
+        addr_host_string((const struct sockaddr *)&c->x.client, c->x.client_text,
+                         sizeof(c->x.client_text));
+}
+
 /* The edge rules (access_rules.h), then the local rate limits; sets the body limit that
  * applies. Returns 0 or the status to answer with. */
 static int
@@ -463,7 +533,7 @@ check_access(struct conn *c, enum reason *why)
     struct access_verdict v;
     struct access_request r = {
         .listener = c->listener->conf,
-        .client = (const struct sockaddr *)&c->peer,
+        .client = conn_client_addr(c),
         .method = llhttp_method_name(c->req.parser.method),
         .host = c->x.info.host.p,
         .host_len = c->x.info.host.n,
@@ -618,8 +688,10 @@ on_request_head(struct conn *c)
     evtimer_del(c->timer);
     status = headers_check_request(&c->req, &c->x.info, &why);
     assign_request_id(c);
-    if (status == 0)
+    if (status == 0) {
+        forwarded_client(c);
         status = check_access(c, &why);
+    }
     if (status == 429) {
         /* the body (if any) is not read: the connection closes unless there is none */
         c->req_phase = c->req.parser.flags & (F_CHUNKED | F_CONTENT_LENGTH) &&
@@ -706,7 +778,8 @@ client_read_cb(struct bufferevent *bev, void *arg)
         /* The body waits in the input buffer, bounded by its read watermark. */
         break;
     case CONN_CLOSING: evbuffer_drain(bufferevent_get_input(bev), (size_t)-1); break;
-    case CONN_HANDSHAKE: /* application data arrives only after the handshake */
+    case CONN_PROXY_HEADER: /* no bufferevent yet */
+    case CONN_HANDSHAKE:    /* application data arrives only after the handshake */
     case CONN_TUNNEL:
     case CONN_CLOSED: break;
     }
@@ -761,6 +834,7 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
     struct conn *c = arg;
 
     switch (c->state) {
+    case CONN_PROXY_HEADER: conn_close_now(c, REASON_NONE); break;
     case CONN_HANDSHAKE:
         log_handshake_failure(c, REASON_TLS_HANDSHAKE_TIMEOUT, 0);
         conn_close_now(c, REASON_TLS_HANDSHAKE_TIMEOUT);
@@ -885,6 +959,62 @@ setup_bev(struct conn *c)
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
+/* The client's bytes can flow: the socket becomes a bufferevent (plain, or TLS in its
+ * handshake), and the first request (or the handshake) has its deadline. */
+static int
+open_stream(struct conn *c)
+{
+    c->bev = client_bev(c, c->fd);
+    if (c->bev == NULL)
+        return -1;
+    setup_bev(c);
+    if (c->tls != NULL) {
+        c->state = CONN_HANDSHAKE;
+        conn_arm_timer(c, c->listener->conf->tls->handshake_timeout_ms);
+    } else {
+        c->state = CONN_IDLE;
+        conn_arm_timer(c, c->cfg->timeouts.client_header_ms);
+    }
+    return 0;
+}
+
+/* CONN_PROXY_HEADER: the balancer's header names the client. Peeked until whole, then exactly
+ * its bytes are taken from the socket, so that what follows (a ClientHello, a request) is
+ * read by the bufferevent as if nothing came before. */
+static void
+proxy_header_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    uint8_t buf[PROXYPROTO_V2_MAX];
+    struct sockaddr_storage src;
+    ssize_t n = recv(fd, buf, sizeof(buf), MSG_PEEK);
+    int len;
+
+    (void)what;
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    len = n > 0 ? proxyproto_parse(buf, (size_t)n, &src) : PROXYPROTO_INVALID;
+    if (len == PROXYPROTO_MORE && (size_t)n < sizeof(buf))
+        return;
+    if (len <= 0 || recv(fd, buf, (size_t)len, 0) != len) {
+        log_debug("client %s: no valid PROXY protocol header; closing", c->client);
+        worker_count(c->w, REASON_PROXY_HEADER);
+        conn_close_now(c, REASON_NONE);
+        return;
+    }
+    event_free(c->pp_ev);
+    c->pp_ev = NULL;
+    if (src.ss_family != AF_UNSPEC) {
+        describe_client(c, (const struct sockaddr *)&src);
+        if (!worker_admit(c->w, (const struct sockaddr *)&src, &c->ip_counted)) {
+            conn_close_now(c, REASON_NONE);
+            return;
+        }
+    }
+    if (open_stream(c) < 0)
+        conn_close_now(c, REASON_RESOURCE);
+}
+
 struct conn *
 conn_new(struct listener_rt *l, evutil_socket_t fd, const struct sockaddr *sa, socklen_t salen)
 {
@@ -899,32 +1029,35 @@ conn_new(struct listener_rt *l, evutil_socket_t fd, const struct sockaddr *sa, s
     c->w = w;
     c->listener = l;
     l->refs++;
+    c->fd = fd;
     c->tls = l->tls != NULL ? tls_server_ref(l->tls) : NULL;
     c->router = router_ref(w->router);
     c->cfg = c->router->cfg;
     describe_client(c, sa);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    c->bev = client_bev(c, fd);
-    if (c->bev == NULL)
-        close(fd);
     c->timer = evtimer_new(w->base, timer_cb, c);
     c->free_ev = event_new(w->base, -1, 0, free_cb, c);
     c->up_head = evbuffer_new();
     c->body = evbuffer_new();
-    if (c->bev == NULL || c->timer == NULL || c->free_ev == NULL || c->up_head == NULL ||
-        c->body == NULL) {
+    if (c->timer == NULL || c->free_ev == NULL || c->up_head == NULL || c->body == NULL) {
         conn_free(c);
         return NULL;
     }
     http_msg_init(&c->req, HTTP_REQUEST, (uint32_t)c->cfg->limits.max_header_bytes,
                   (uint32_t)c->cfg->limits.max_header_count);
-    setup_bev(c);
-    if (c->tls != NULL) {
-        c->state = CONN_HANDSHAKE;
-        conn_arm_timer(c, l->conf->tls->handshake_timeout_ms);
-    } else {
-        c->state = CONN_IDLE;
+    if (l->conf->proxy_protocol) {
+        c->state = CONN_PROXY_HEADER;
+        c->pp_ev = event_new(w->base, fd, EV_READ | EV_PERSIST, proxy_header_cb, c);
+        if (c->pp_ev == NULL || event_add(c->pp_ev, NULL) < 0) {
+            conn_free(c);
+            return NULL;
+        }
         conn_arm_timer(c, c->cfg->timeouts.client_header_ms);
+        return c;
+    }
+    if (open_stream(c) < 0) {
+        conn_free(c);
+        return NULL;
     }
     return c;
 }
@@ -934,7 +1067,7 @@ conn_drain(struct conn *c)
 {
     /* Busy connections see the worker's state when their response head is written and after it:
      * they answer with Connection: close and end there. */
-    if (c->state == CONN_IDLE)
+    if (c->state == CONN_IDLE || c->state == CONN_PROXY_HEADER)
         conn_close_now(c, REASON_NONE);
 }
 
@@ -949,8 +1082,12 @@ conn_free(struct conn *c)
     upstream_free(c->hedge);
     if (c->bev != NULL) {
         tls_keep_session(c->bev);
-        bufferevent_free(c->bev);
+        bufferevent_free(c->bev); /* closes the socket */
+    } else {
+        close(c->fd);
     }
+    if (c->pp_ev != NULL)
+        event_free(c->pp_ev);
     if (c->timer != NULL)
         event_free(c->timer);
     if (c->free_ev != NULL)

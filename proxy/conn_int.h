@@ -21,6 +21,14 @@ void conn_answer(struct conn *c, int status, enum reason why, int retry_after, c
                  size_t html_len);
 void conn_close_after_flush(struct conn *c);
 void conn_update_flow(struct conn *c);
+
+/* The request's client: named by a trusted proxy, else the connection's peer. */
+static inline const struct sockaddr *
+conn_client_addr(const struct conn *c)
+{
+    return (const struct sockaddr *)(c->x.client.ss_family != AF_UNSPEC ? &c->x.client
+                                                                         : &c->peer);
+}
 /* got more request body bytes were taken from the client: answer 408 (returns -1) when the
  * body is slower than limits.client_body_min_rate allows (pace.h); else start the waiting clock
  * if everything was taken. */

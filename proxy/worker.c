@@ -98,33 +98,45 @@ admit_address(struct worker *w, const struct sockaddr *sa)
     return limiter_acquire(w->limiter, key, &r, clock_mono_us());
 }
 
+bool
+worker_admit(struct worker *w, const struct sockaddr *sa, bool *counted)
+{
+    enum limiter_verdict v = admit_address(w, sa);
+
+    *counted = v == LIMITER_OK;
+    if (v == LIMITER_CONNS || v == LIMITER_RATE) {
+        refuse_address(w, sa, v);
+        return false;
+    }
+    return true;
+}
+
 static void
 accept_cb(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
     struct listener_rt *l = arg;
     struct worker *w = l->w;
     struct conn *c;
-    enum limiter_verdict v;
+    bool counted = false;
 
     if (w->state != WORKER_RUNNING || w->nconns >= w->max_conns) {
         close(fd);
         return;
     }
-    v = admit_address(w, sa);
-    if (v == LIMITER_CONNS || v == LIMITER_RATE) {
+    /* behind a PROXY protocol balancer the client is known only once its header is read */
+    if (!l->conf->proxy_protocol && !worker_admit(w, sa, &counted)) {
         close(fd);
-        refuse_address(w, sa, v);
         return;
     }
     c = conn_new(l, fd, sa, (socklen_t)salen);
     if (c == NULL) {
-        if (v == LIMITER_OK)
+        if (counted)
             release_address(w, sa);
         log_warn("worker %d: cannot set up a connection", w->id);
         worker_count(w, REASON_RESOURCE);
         return;
     }
-    c->ip_counted = v == LIMITER_OK;
+    c->ip_counted = counted;
     TAILQ_INSERT_TAIL(&w->conns, c, link);
     if (l->stats != NULL) {
         stat_add(&l->stats->accepted, 1);

@@ -101,5 +101,36 @@ class AccessRules(E2ETestCase):
         self.assertEqual(up.requests[-1].target, "/a%2Fb")
 
 
+class TrustedProxies(E2ETestCase):
+    """From a trusted proxy the client is the last X-Forwarded-For address that is not a trusted
+    proxy; from anyone else X-Forwarded-For names nobody."""
+
+    def test_client_from_x_forwarded_for(self):
+        proxy, stranger = self.net.client_ip(0), self.net.client_ip(1)
+        up = self.upstream(0)
+        cfg = make_config([cluster("ntt", [up])])
+        host = self.net.listener_ip()
+        cfg["listeners"] = [{"address": f"{host}:{free_port(host)}",
+                             "trusted_proxies": [f"{proxy}/32", "10.0.0.0/8"]}]
+        cfg["access"] = {"rules": [{"name": "no-doc-net", "deny": ["203.0.113.0/24"]}]}
+        with self.trident(cfg) as t:
+            def get(source, xff, target):
+                with Client.to(t, source=source) as c:
+                    return c.exchange("GET", target, [("Host", "a"), ("X-Forwarded-For", xff)])
+            # 198.51.100.1 is forged by the client; 10.1.1.1 is a trusted hop; 203.0.113.50 it is
+            r = get(proxy, "198.51.100.1, 203.0.113.50, 10.1.1.1", "/via-proxy")
+            self.assertErrorPage(r, 403)
+            e = t.wait_for_access(lambda e: e.get("path") == "/via-proxy")
+            self.assertEqual((e["client"], e.get("rule")), ("203.0.113.50", "no-doc-net"))
+            r = get(proxy, "203.0.113.50, 192.0.2.60", "/via-proxy-2")
+            self.assertEqual(r.status, 200)  # the client is 192.0.2.60: not denied
+            self.assertEqual(up.requests[-1].headers.get("x-forwarded-for"),
+                             f"203.0.113.50, 192.0.2.60, {proxy}")
+            r = get(stranger, "203.0.113.50", "/direct")
+            self.assertEqual(r.status, 200)  # a stranger's X-Forwarded-For is not believed
+            e = t.wait_for_access(lambda e: e.get("path") == "/direct")
+            self.assertTrue(e["client"].startswith(stranger + ":"), e)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import TRIDENT_BIN, Client, E2ETestCase, cluster, make_config
+from harness import SANITIZE, TRIDENT_BIN, Client, E2ETestCase, cluster, make_config
 
 ROOT = os.geteuid() == 0
 
@@ -75,6 +75,7 @@ class Privileges(E2ETestCase):
         with self.trident(cfg, wrapper=["prlimit", "--core=unlimited:unlimited", "--"]) as t:
             self.assertEqual(core_limit(t.pid), ["0", "0"])
 
+    @unittest.skipIf(SANITIZE, "ASan turns core dumps off itself (disable_coredump)")
     def test_core_dumps_allowed_when_asked(self):
         cfg = self.config(allow_root=ROOT, core_dumps=True)
         with self.trident(cfg, wrapper=["prlimit", "--core=unlimited:unlimited", "--"]) as t:
