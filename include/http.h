@@ -55,6 +55,11 @@ struct http_msg {
     uint32_t head_bytes;             /* head bytes consumed from the wire so far */
     uint32_t trailer_bytes;          /* trailer bytes of a chunked body, ignored but bounded */
     uint32_t ext_bytes;              /* chunk extension bytes of the current chunk, bounded */
+    /* request heads: line endings and the request line, checked beside llhttp (which takes a
+     * bare LF in a few places, and waits for more after an HTTP/0.9 request line) */
+    bool prev_cr;                    /* the last head byte seen was CR */
+    bool line_done;                  /* the request line is behind us */
+    uint16_t line_len, line_spaces;  /* of the request line so far */
     uint32_t max_head;
     uint32_t max_fields;
     bool head_complete;

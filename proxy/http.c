@@ -220,11 +220,40 @@ http_msg_reset(struct http_msg *m)
     m->len = m->nfields = 0;
     m->target_len = m->reason_len = 0;
     m->head_bytes = m->trailer_bytes = m->ext_bytes = 0;
+    m->prev_cr = m->line_done = false;
+    m->line_len = m->line_spaces = 0;
     m->head_complete = m->in_value = false;
     m->stop = HTTP_AGAIN;
     m->error = HTTP_ERR_NONE;
     m->sink = NULL;
     m->sink_arg = NULL;
+}
+
+/* Request head bytes llhttp has taken: every LF must end a CRLF (RFC 9112 section 2.2 lets a
+ * server accept a bare LF, but a proxy that does sees lines where the server behind it may
+ * not), and the request line must be "method SP target SP version" (an HTTP/0.9 line is refused
+ * at once instead of waiting for a version that will not come). Returns false to refuse. */
+static bool
+head_bytes_ok(struct http_msg *m, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char ch = p[i];
+        if (ch == '\n') {
+            if (!m->prev_cr)
+                return false;
+            if (!m->line_done && m->line_len > 0) { /* empty lines before it are ignored */
+                if (m->line_spaces < 2)
+                    return false;
+                m->line_done = true;
+            }
+            m->line_len = 0;
+        } else if (!m->line_done && ch != '\r') {
+            m->line_len++;
+            m->line_spaces += ch == ' ';
+        }
+        m->prev_cr = ch == '\r';
+    }
+    return true;
 }
 
 /* Run llhttp over one contiguous span; returns the bytes it consumed. */
@@ -268,6 +297,11 @@ http_msg_feed(struct http_msg *m, struct evbuffer *in, uint64_t *consumed)
                 len = room;
         }
         used = execute_span(m, v.iov_base, len, &e);
+        if (in_head && m->parser.type == HTTP_REQUEST && !head_bytes_ok(m, v.iov_base, used)) {
+            evbuffer_drain(in, used);
+            m->error = HTTP_ERR_SYNTAX;
+            return HTTP_ERROR;
+        }
         evbuffer_drain(in, used);
         if (consumed != NULL)
             *consumed += used;

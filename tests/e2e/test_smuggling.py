@@ -598,17 +598,15 @@ class HeadLineEndings(SmugglingTestCase):
             self.assertForwardedOnce(t, up, b"\r\n" + get(target=b"/after-crlf"), "GET",
                                      "/after-crlf")
 
-    @unittest.expectedFailure
     def test_bare_lf_after_the_request_line_is_400(self):
-        """DEVIATION. "GET /h HTTP/1.1\\nHost: s.test\\r\\n\\r\\n" (bare LF after the request line)
+        """Regression (fixed): "GET /h HTTP/1.1\\nHost: s.test\\r\\n\\r\\n" (bare LF after the request line)
         is forwarded (normalised to CRLF), though the README promises strict parsing and a bare LF
         after a field line or in an all-LF head is a 400."""
         with self.proxy() as (t, up):
             self.assertRefused(t, up, b"GET /h HTTP/1.1\nHost: s.test\r\n\r\n")
 
-    @unittest.expectedFailure
     def test_bare_lf_ending_the_head_is_400(self):
-        """DEVIATION. A head ended by "\\r\\n\\n" (bare LF as the empty line) is forwarded, and the
+        """Regression (fixed): A head ended by "\\r\\n\\n" (bare LF as the empty line) is forwarded, and the
         bytes behind it are taken as the next request; a parser that requires CRLF would still be
         in the head."""
         with self.proxy() as (t, up):
@@ -728,9 +726,8 @@ class RequestLine(SmugglingTestCase):
                     if req is not None:
                         self.assertTrue(req.raw_head.startswith(b"GET /r HTTP/1.1\r\n"))
 
-    @unittest.expectedFailure
     def test_http09_request_is_refused_without_waiting(self):
-        """DEVIATION. "GET /\\r\\n" (an HTTP/0.9 simple request: complete, no version) gets no
+        """Regression (fixed): "GET /\\r\\n" (an HTTP/0.9 simple request: complete, no version) gets no
         answer until client_header_ms runs out, then a 408. Expected: a 400 at once (malformed
         request line)."""
         with self.proxy(timeouts={"client_header_ms": 5000}) as (t, up):
