@@ -45,7 +45,7 @@ void fleet_admin_changed(struct fleet *f, const char *server_id, enum admin_stat
  * rotation steps aside. */
 bool fleet_owns_tickets(const struct fleet *f);
 
-/* /status: {"peers": [...], "reports": [...]} (a new reference). */
+/* /status: {"instance", "peers": [...], "down_reports": [...]} (a new reference). */
 json_t *fleet_status(const struct fleet *f);
 
 /* Instances heard from recently, this one included. */
