@@ -171,7 +171,8 @@ struct limits_conf {
     int max_response_header_count;
     int64_t max_request_body;      /* bytes, Content-Length or chunked */
     int max_connections;           /* client connections, whole process */
-    int client_body_min_rate;      /* bytes/s a request body must keep up after client_body_ms */
+    int client_body_min_rate;
+    int client_read_min_rate;      /* bytes/s a client must take its responses at */      /* bytes/s a request body must keep up after client_body_ms */
     int max_connections_per_ip;    /* open connections per client address (IPv6: /64); 0: no cap */
     int new_connections_per_ip_s;  /* new connections per second per address; 0: no limit */
     int new_connections_per_ip_burst; /* that bucket's size; 0: the per-second rate */

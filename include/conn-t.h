@@ -149,6 +149,10 @@ struct conn {
     struct evbuffer *body;       /* the request body as sent (framed), when read whole first */
     unsigned requests;           /* exchanges begun on this connection */
     bool client_eof;             /* the client shut down its sending side */
+    bool reads_too_slowly;       /* the client drains its responses slower than
+                                    limits.client_read_min_rate: closed from the timer */
+    struct pace read_pace;       /* how the client drains what trident queues for it */
+    struct evbuffer_cb_entry *output_cb; /* client_output_cb on bev's output */
     struct exchange x;
 };
 

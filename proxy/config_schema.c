@@ -268,6 +268,9 @@ static const struct cfg_field limit_fields[] = {
     LIMIT(client_body_min_rate, CFG_INT, 0, 1 << 30, 500,
           "Request bodies: the client may keep trident waiting timeouts.client_body_ms plus 1 s "
           "per this many bytes (then 408); 0: only the per-read timeout"),
+    LIMIT(client_read_min_rate, CFG_INT, 0, 1 << 30, 256,
+          "Responses: a client may leave bytes waiting timeouts.client_send_ms plus 1 s per this "
+          "many bytes it takes, then the connection closes; 0: only the per-write timeout"),
     LIMIT(max_connections_per_ip, CFG_INT, 0, 1000000, 0,
           "Open connections per client address (IPv6: per /64); more are closed at once; 0: no cap"),
     LIMIT(new_connections_per_ip_s, CFG_INT, 0, 1000000, 0,

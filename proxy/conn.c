@@ -833,6 +833,13 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
 
+    if (c->reads_too_slowly) {
+        log_debug("client %s: takes %llu bytes in %llu ms of waiting: too slow; closing",
+                  c->client, (unsigned long long)c->read_pace.bytes,
+                  (unsigned long long)(c->read_pace.waited_us / 1000));
+        conn_close_now(c, REASON_CLIENT_SEND_TIMEOUT);
+        return;
+    }
     switch (c->state) {
     case CONN_PROXY_HEADER: conn_close_now(c, REASON_NONE); break;
     case CONN_HANDSHAKE:
@@ -945,6 +952,30 @@ client_bev(struct conn *c, evutil_socket_t fd)
     return bev;
 }
 
+/* Every change to what waits for the client: while bytes wait, the client is the one keeping
+ * trident waiting (pace.h). A client that takes a byte now and then, just inside the per-write
+ * timeout, is closed once it is slower than limits.client_read_min_rate allows; the close runs
+ * from the timer, not from inside the bufferevent's write. */
+static void
+client_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct conn *c = arg;
+    uint64_t now = clock_mono_us();
+    struct pace *p = &c->read_pace;
+
+    (void)buf;
+    p->bytes += info->n_deleted;
+    if (info->orig_size + info->n_added - info->n_deleted == 0)
+        pace_stop(p, now);
+    else
+        pace_wait(p, now);
+    if (info->n_deleted > 0 && !c->reads_too_slowly && c->state != CONN_CLOSED &&
+        pace_too_slow(p, c->cfg->timeouts.client_send_ms, c->cfg->limits.client_read_min_rate)) {
+        c->reads_too_slowly = true;
+        conn_arm_timer(c, 0);
+    }
+}
+
 static void
 setup_bev(struct conn *c)
 {
@@ -955,6 +986,7 @@ setup_bev(struct conn *c)
     bufferevent_setwatermark(c->bev, EV_WRITE, (size_t)lim->buffer_bytes / 2, 0);
     bufferevent_set_max_single_read(c->bev, MAX_SINGLE_IO);
     bufferevent_set_max_single_write(c->bev, MAX_SINGLE_IO);
+    c->output_cb = evbuffer_add_cb(bufferevent_get_output(c->bev), client_output_cb, c);
     set_client_timeouts(c, 0);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
@@ -1081,6 +1113,8 @@ conn_free(struct conn *c)
     upstream_free(c->up);
     upstream_free(c->hedge);
     if (c->bev != NULL) {
+        if (c->output_cb != NULL)
+            evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->output_cb);
         tls_keep_session(c->bev);
         bufferevent_free(c->bev); /* closes the socket */
     } else {

@@ -4,6 +4,7 @@ reaches no server; a body that arrives at an ordinary pace, even in pauses, is n
 trickled are bounded by the whole-head deadline; many idle connections do not slow a normal
 client."""
 import resource
+import socket
 import threading
 import time
 import unittest
@@ -94,6 +95,41 @@ class SlowHeads(E2ETestCase):
             e = t.wait_for_access(lambda e: e.get("status") == 408)
             self.assertEqual(e.get("reason"), "client_timeout")
             self.assertEqual(up.requests, [])
+
+
+def big(ex):
+    ex.respond_stream(32 << 20)  # 32 MiB: more than the kernel's socket buffers hold
+
+
+class SlowReaders(E2ETestCase):
+    """A client that takes its response a trickle at a time: the kernel's socket buffers take
+    what they can, then trident's own buffer fills and the response ends on the per-write
+    timeout or the read-pace rule (limits.client_read_min_rate), whichever comes first. What
+    the client still reads afterwards sits in the kernel; trident holds nothing for it."""
+
+    def test_trickle_reader_does_not_hold_its_response(self):
+        up = self.upstream(0, handler=big)
+        cfg = make_config([cluster("ntt", [up])],
+                          limits={"client_read_min_rate": 20000, "buffer_bytes": 65536},
+                          timeouts={"client_send_ms": 2000})
+        with self.trident(cfg) as t:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.settimeout(T(10))
+            self.addCleanup(s.close)
+            s.connect((t.host, t.port))
+            s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            started, ended = time.monotonic(), None
+            while time.monotonic() - started < T(30):  # read 1 kB every 0.2 s meanwhile
+                s.recv(1024)
+                if any(e.get("path") == "/big" for e in t.access_lines()):
+                    ended = time.monotonic()
+                    break
+                time.sleep(0.2)
+            self.assertIsNotNone(ended, "trident still serves the trickle reader")
+            e = t.wait_for_access(lambda e: e.get("path") == "/big")
+            self.assertEqual(e.get("reason"), "client_send_timeout")
+            self.assertLess(e["bytes_out"], 32 << 20)
 
 
 class ManyIdle(E2ETestCase):
