@@ -20,8 +20,10 @@ struct upstream_pool {
 
 void upstream_pool_init(struct upstream_pool *p, unsigned max, int idle_ms);
 
-/* A live idle connection, removed from the pool and still IDLE (attach it), or NULL. */
-struct upstream *upstream_pool_take(struct upstream_pool *p);
+/* A live idle connection, removed from the pool and still IDLE (attach it), or NULL. `verify`:
+ * ask the kernel whether the server closed it meanwhile (a recv per request); without, a request
+ * that finds it closed must be one the caller can send again on a fresh connection. */
+struct upstream *upstream_pool_take(struct upstream_pool *p, bool verify);
 
 /* Take ownership of an ACTIVE upstream whose exchange completed cleanly: keep it idle, or free it
  * when the pool is full. */

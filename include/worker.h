@@ -108,6 +108,7 @@ struct worker {
     struct listener_rt **listeners;
     size_t nlisteners;
     struct event *ctl_ev;       /* woken by another thread: read `cmd` */
+    int ctl_fd;                 /* the eventfd other threads write to wake it */
     atomic_int cmd;             /* enum worker_cmd bits */
     struct worker_generation *_Atomic pending; /* WORKER_CMD_RELOAD: the next generation */
     atomic_uint_fast64_t reasons[REASON_COUNT]; /* outcomes counted (read by other threads) */

@@ -19,6 +19,7 @@
 
 #include "access_log.h"
 #include "access_rules.h"
+#include "bevio.h"
 #include "proxyproto.h"
 #include "clock.h"
 #include "config-t.h"
@@ -762,6 +763,11 @@ client_read_cb(struct bufferevent *bev, void *arg)
 
     if (c->req_phase == REQ_BODY)
         pace_stop(&c->x.pace, clock_mono_us()); /* the client delivered */
+    if (c->tls == NULL && (c->state == CONN_BUFFERING_BODY || c->state == CONN_STREAMING)) {
+        size_t len = evbuffer_get_length(bufferevent_get_input(bev));
+        size_t high = (size_t)c->cfg->limits.buffer_bytes;
+        bevio_read_more(bev, len < high ? high - len : 0);
+    }
     switch (c->state) {
     case CONN_IDLE:
         begin_exchange(c);
@@ -794,6 +800,13 @@ client_write_cb(struct bufferevent *bev, void *arg)
         conn_update_flow(c);
     else if (c->state == CONN_CLOSING && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
         closing_flushed(c);
+}
+
+void
+conn_flush_client(struct conn *c)
+{
+    if (c->tls == NULL && c->bev != NULL && c->state != CONN_CLOSED && bevio_flush(c->bev))
+        client_write_cb(c->bev, c);
 }
 
 /* The client closed its side. Between requests or during a head that is simply the end; during an

@@ -22,6 +22,12 @@ void conn_answer(struct conn *c, int status, enum reason why, int retry_after, c
 void conn_close_after_flush(struct conn *c);
 void conn_update_flow(struct conn *c);
 
+/* Plain client connections: write what is queued now (bevio_flush) instead of on the next loop
+ * turn, and run the write callback's work if it all went. */
+void conn_flush_client(struct conn *c);
+/* The same for the current server connection. */
+void conn_flush_upstream(struct conn *c);
+
 /* The request's client: named by a trusted proxy, else the connection's peer. */
 static inline const struct sockaddr *
 conn_client_addr(const struct conn *c)

@@ -254,6 +254,7 @@ on_upstream_read(void *arg)
     case RESP_BODY: pump_response(c); break;
     case RESP_DONE: break; /* extra bytes: the connection will not be reused */
     }
+    conn_flush_client(c);
 }
 
 static void

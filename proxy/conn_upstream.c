@@ -11,6 +11,7 @@
 
 #include "clock.h"
 #include "config-t.h"
+#include "bevio.h"
 #include "conn_int.h"
 #include "errpage.h"
 #include "health.h"
@@ -77,13 +78,15 @@ conn_request_body(struct conn *c)
     switch (st) {
     case BODY_AGAIN:
         conn_update_flow(c);
-        conn_body_paced(c, b->wire_in - before);
+        if (conn_body_paced(c, b->wire_in - before) == 0)
+            conn_flush_upstream(c);
         return;
     case BODY_DONE:
         c->req_phase = REQ_DONE;
         conn_set_client_read_timeout(c, 0);
         queued(c, c->up);
         conn_update_flow(c);
+        conn_flush_upstream(c);
         return;
     case BODY_ERR_LIMIT: conn_fail(c, 413, REASON_BODY_TOO_LARGE); return;
     case BODY_ERR_SYNTAX: conn_fail(c, 400, REASON_BAD_REQUEST); return;
@@ -112,6 +115,15 @@ conn_upstream_ready(struct conn *c)
     queued(c, u);
     arm_hedge(c);
     conn_update_flow(c);
+    conn_flush_upstream(c);
+}
+
+void
+conn_flush_upstream(struct conn *c)
+{
+    if (c->up != NULL && c->state == CONN_STREAMING && !upstream_is_tls(c->up) &&
+        bevio_flush(c->up->bev))
+        conn_update_flow(c);
 }
 
 static void arm_hedge(struct conn *c);
@@ -121,7 +133,10 @@ static void arm_hedge(struct conn *c);
 static struct upstream *
 open_upstream(struct conn *c, struct server_rt *s, const struct upstream_handler *h, bool *pooled)
 {
-    struct upstream *u = c->x.fresh_only ? NULL : upstream_pool_take(&s->pool);
+    /* a request conn_retry_fresh() can send again needs no look before (HAProxy's way); the
+     * others (a POST, a streamed body) are not sent into a connection the server closed */
+    bool verify = !conn_replayable(c) || !retry_method_idempotent(c->req.parser.method);
+    struct upstream *u = c->x.fresh_only ? NULL : upstream_pool_take(&s->pool, verify);
 
     c->x.fresh_only = false;
     *pooled = u != NULL;

@@ -18,6 +18,7 @@
 #include "tls_upstream.h"
 #include "upstream.h"
 #include "upstream_pool.h"
+#include "bevio.h"
 
 #define MAX_SINGLE_IO 65536 /* bytes per read(2)/write(2): fewer syscalls on large bodies */
 
@@ -26,10 +27,15 @@ up_read_cb(struct bufferevent *bev, void *arg)
 {
     struct upstream *u = arg;
 
-    if (u->state == UPSTREAM_IDLE)
+    if (u->state == UPSTREAM_IDLE) {
         upstream_pool_drop(u->pool, u); /* a server has nothing to say on an idle connection */
-    else
-        u->h->on_read(u->arg);
+        return;
+    }
+    if (!upstream_is_tls(u)) {
+        size_t len = evbuffer_get_length(bufferevent_get_input(bev));
+        bevio_read_more(bev, len < MAX_SINGLE_IO ? MAX_SINGLE_IO - len : 0);
+    }
+    u->h->on_read(u->arg);
 }
 
 static void

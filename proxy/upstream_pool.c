@@ -44,14 +44,14 @@ still_open(struct upstream *u)
 }
 
 struct upstream *
-upstream_pool_take(struct upstream_pool *p)
+upstream_pool_take(struct upstream_pool *p, bool verify)
 {
     struct upstream *u;
 
     while ((u = TAILQ_FIRST(&p->idle)) != NULL) {
         TAILQ_REMOVE(&p->idle, u, pool_link);
         p->nidle--;
-        if (still_open(u))
+        if (!verify ? evbuffer_get_length(bufferevent_get_input(u->bev)) == 0 : still_open(u))
             return u;
         upstream_free(u);
     }

@@ -11,6 +11,10 @@ from harness import (Client, E2ETestCase, T, closed_port_address, cluster, echo_
 HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
+def msgs(t):
+    return [e.get("msg", "") for e in t.error_lines()]
+
+
 class ConnectFailures(E2ETestCase):
 
     def test_refused_connect_is_502(self):
@@ -21,8 +25,10 @@ class ConnectFailures(E2ETestCase):
             body = self.assertErrorPage(r, 502)
             self.assertRegex(body["request_id"], HEX32)
             # a gateway error after a valid request keeps the connection: the next request on
-            # it is answered: the refusal took the only server out (passive check), so now the
-            # immediate all-down 503 with Retry-After
+            # it is answered: the refusal took the only server out (passive check, applied by
+            # the health thread a moment later), so now the immediate all-down 503
+            wait_until(lambda: any("dead-1" in m and "is down" in m for m in msgs(t)), T(5),
+                       what="the passive check to take dead-1 down")
             again = c.exchange("GET", "/again")
             self.assertErrorPage(again, 503)
             self.assertEqual(again.headers.get("retry-after"), "5")
@@ -73,18 +79,29 @@ class ConnectFailures(E2ETestCase):
         dead = closed_port_address(self.net.upstream_ip(1))
         cfg = make_config([cluster("live", [up]), cluster("dead", [dead])])
         with self.trident(cfg) as t:
-            statuses = []
-            for i in range(10):
+            def get(i):
                 with Client.to(t) as c:
-                    statuses.append(c.exchange("GET", f"/mix{i}").status)
-            # the refused connect is retried on the live server, and the dead one is taken out
-            # by the passive check at its first refusal: every client gets a 200
-            self.assertEqual(statuses, [200] * 10)
-            self.assertEqual(len(up.requests), 10)
-            lines = t.wait_for_access(lambda e: e.get("path", "").startswith("/mix"), count=10)
-            self.assertEqual(sorted(e["attempts"] for e in lines), [1] * 9 + [2])
-            self.assertTrue(any("dead-1" in e.get("msg", "") and "is down" in e.get("msg", "")
-                                for e in t.error_lines()), t.error_log())
+                    return c.exchange("GET", f"/mix{i}").status
+
+            # until the balancer has tried the dead server once: each refused connect is retried
+            # on the live server (every client gets a 200), and the passive check takes the
+            # dead one out at its first refusal (the health thread applies it a moment later)
+            statuses = [get(0)]
+            while not any("dead-1" in m and "is down" in m for m in msgs(t)) and \
+                    len(statuses) < 10:
+                statuses.append(get(len(statuses)))
+            wait_until(lambda: any("dead-1" in m and "is down" in m for m in msgs(t)), T(5),
+                       what="the passive check to take dead-1 down")
+            first = len(statuses)
+            statuses += [get(i) for i in range(first, first + 8)]
+            self.assertEqual(statuses, [200] * len(statuses))
+            self.assertEqual(len(up.requests), len(statuses))
+            lines = t.wait_for_access(lambda e: e.get("path", "").startswith("/mix"),
+                                      count=len(statuses))
+            attempts = {e["path"]: e["attempts"] for e in lines}
+            self.assertIn(2, attempts.values(), "the dead server was never tried")
+            # once it is down, nothing tries it any more
+            self.assertEqual([attempts[f"/mix{i}"] for i in range(first, first + 8)], [1] * 8)
 
 
 class ResponseFailures(E2ETestCase):
