@@ -24,4 +24,10 @@ void bevio_read_more(struct bufferevent *bev, size_t room);
  * was disarmed: the caller then does what its write callback would have done. */
 bool bevio_flush(struct bufferevent *bev);
 
+/* TLS bufferevents: libevent's own write runs when the write event fires, on the next loop turn
+ * after an epoll round trip; make it run in this turn instead (the write event's callback is
+ * activated, so OpenSSL's state machine stays libevent's), which also lets the arming of the
+ * write event be cancelled before it reaches the kernel. */
+void bevio_write_soon(struct bufferevent *bev);
+
 #endif

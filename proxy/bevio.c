@@ -52,6 +52,14 @@ bevio_read_more(struct bufferevent *bev, size_t room)
     evbuffer_freeze(in, 0);
 }
 
+void
+bevio_write_soon(struct bufferevent *bev)
+{
+    if (evbuffer_get_length(bufferevent_get_output(bev)) > 0 &&
+        event_pending(&bev->ev_write, EV_WRITE, NULL))
+        event_active(&bev->ev_write, EV_WRITE, 1);
+}
+
 bool
 bevio_flush(struct bufferevent *bev)
 {

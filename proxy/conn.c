@@ -802,11 +802,27 @@ client_write_cb(struct bufferevent *bev, void *arg)
         closing_flushed(c);
 }
 
+/* libevent's TLS bufferevent makes one TLS record (and one write(2)) of each chain in the
+ * output: a small response's head and body go out as one when they are one chain. */
+#define TLS_COALESCE_MAX 16384
+
 void
 conn_flush_client(struct conn *c)
 {
-    if (c->tls == NULL && c->bev != NULL && c->state != CONN_CLOSED && bevio_flush(c->bev))
-        client_write_cb(c->bev, c);
+    struct evbuffer *out;
+
+    if (c->bev == NULL || c->state == CONN_CLOSED)
+        return;
+    if (c->tls == NULL) {
+        if (bevio_flush(c->bev))
+            client_write_cb(c->bev, c);
+        return;
+    }
+    out = bufferevent_get_output(c->bev);
+    if (evbuffer_get_length(out) <= TLS_COALESCE_MAX && evbuffer_peek(out, -1, NULL, NULL, 0) > 1)
+        evbuffer_pullup(out, -1);
+    if (c->state != CONN_HANDSHAKE)
+        bevio_write_soon(c->bev);
 }
 
 /* The client closed its side. Between requests or during a head that is simply the end; during an
