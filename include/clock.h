@@ -17,6 +17,17 @@ clock_mono_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* The same at the kernel tick's precision (a few ms), cheaper: for bounds counted in seconds,
+ * checked on every buffer change (pace.h). */
+static inline uint64_t
+clock_coarse_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static inline long long
 clock_wall_ms(void)
 {

@@ -115,7 +115,7 @@ set_reading(struct bufferevent *bev, bool on)
 int
 conn_body_paced(struct conn *c, uint64_t got)
 {
-    uint64_t now = clock_mono_us();
+    uint64_t now = clock_coarse_us();
     struct pace *p = &c->x.pace;
 
     p->bytes += got;
@@ -149,7 +149,7 @@ conn_update_flow(struct conn *c)
     if (c->state == CONN_TUNNEL || c->req_phase == REQ_BODY) {
         set_reading(c->bev, !c->client_eof && up_out < high);
         if (c->req_phase == REQ_BODY && up_out >= high)
-            pace_stop(&c->x.pace, clock_mono_us()); /* the server holds it up, not the client */
+            pace_stop(&c->x.pace, clock_coarse_us()); /* the server holds it up, not the client */
     } else
         set_reading(c->bev, !c->client_eof);
     set_reading(c->up->bev, client_out < high);
@@ -762,7 +762,7 @@ client_read_cb(struct bufferevent *bev, void *arg)
     struct conn *c = arg;
 
     if (c->req_phase == REQ_BODY)
-        pace_stop(&c->x.pace, clock_mono_us()); /* the client delivered */
+        pace_stop(&c->x.pace, clock_coarse_us()); /* the client delivered */
     if (c->tls == NULL && (c->state == CONN_BUFFERING_BODY || c->state == CONN_STREAMING)) {
         size_t len = evbuffer_get_length(bufferevent_get_input(bev));
         size_t high = (size_t)c->cfg->limits.buffer_bytes;
@@ -989,7 +989,7 @@ static void
 client_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
     struct conn *c = arg;
-    uint64_t now = clock_mono_us();
+    uint64_t now = clock_coarse_us();
     struct pace *p = &c->read_pace;
 
     (void)buf;
