@@ -11,10 +11,13 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "addr.h"
 #include "config-t.h"
+#include "http.h"
 
 struct health;
 struct stats;
@@ -40,7 +43,9 @@ struct admin_env {
 
 struct admin;
 
-/* Listen on env->cfg->admin->address (socket opened here). NULL with the reason in err. */
+/* Listen on env->cfg->admin->address (socket opened here) with `base`; a NULL base opens no
+ * socket (requests then come only through admin_serve(), as in the fuzz target). NULL with the
+ * reason in err. */
 struct admin *admin_new(struct event_base *base, struct admin_env *env, char *err, size_t errlen);
 
 /* Close the listener and every admin connection. Accepts NULL. */
@@ -49,6 +54,27 @@ void admin_free(struct admin *a);
 /* Apply a reloaded configuration's admin section (tokens, allowlist, audit log). The listening
  * address itself changes only with a restart. */
 void admin_reconfigure(struct admin *a);
+
+/* One request to the admin endpoint: its parser and what its connection knows of the client. */
+struct admin_req {
+    struct http_msg msg;
+    char client[ADDR_TEXT_MAX]; /* for the audit log */
+    bool denied;    /* outside admin.allow: refused once the request is read (and audited) */
+    bool head_only; /* HEAD: the answer has no body */
+    bool answered;
+};
+
+/* Prepare r for a request from `client` (text for the audit log). Release with
+ * admin_req_release(). */
+void admin_req_init(struct admin_req *r, const char *client, bool denied);
+void admin_req_release(struct admin_req *r);
+
+/* The endpoint without its socket: parse what `in` holds (draining it) and, once the head is
+ * complete or refused, route it and append the whole answer to `out`. A mutating call acts
+ * through a's env and writes its audit line. Returns true once r is answered (the connection
+ * closes when `out` is flushed; later input is drained unread), false while the head is
+ * incomplete. */
+bool admin_serve(struct admin *a, struct admin_req *r, struct evbuffer *in, struct evbuffer *out);
 
 /* ---- status.c and metrics.c: the views, built from env ---------------------------------------- */
 

@@ -35,13 +35,16 @@
 struct admin_conn {
     struct admin *a;
     struct bufferevent *bev;
-    struct http_msg req;
-    struct sockaddr_storage peer;
-    char client[ADDR_TEXT_MAX];
-    bool answered;
-    bool head_only; /* HEAD: the answer has no body */
-    bool denied;    /* outside admin.allow: refused once the request is read (and audited) */
+    struct admin_req r;
     TAILQ_ENTRY(admin_conn) link;
+};
+
+/* One request being answered: where the answer goes. admin_serve() builds it, so that everything
+ * below runs without a socket. */
+struct call {
+    struct admin *a;
+    struct admin_req *r;
+    struct evbuffer *out;
 };
 
 struct admin {
@@ -59,7 +62,7 @@ conn_free(struct admin_conn *ac)
     TAILQ_REMOVE(&ac->a->conns, ac, link);
     ac->a->nconns--;
     bufferevent_free(ac->bev);
-    http_msg_release(&ac->req);
+    admin_req_release(&ac->r);
     free(ac);
 }
 
@@ -68,32 +71,37 @@ flushed_cb(struct bufferevent *bev, void *arg)
 {
     struct admin_conn *ac = arg;
 
-    if (ac->answered && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    if (ac->r.answered && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
         conn_free(ac);
 }
 
+/* The answer is queued: read no more, write it, and close once it is flushed (flushed_cb). */
 static void
-reply(struct admin_conn *ac, int status, const char *reason, const char *type, const char *body,
+conn_answered(struct admin_conn *ac)
+{
+    bufferevent_disable(ac->bev, EV_READ);
+    bufferevent_enable(ac->bev, EV_WRITE);
+}
+
+static void
+reply(struct call *c, int status, const char *reason, const char *type, const char *body,
       const char *extra)
 {
-    struct evbuffer *out = bufferevent_get_output(ac->bev);
+    struct evbuffer *out = c->out;
     size_t len = strlen(body);
 
     evbuffer_add_printf(out,
                         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                         "Cache-Control: no-store\r\n%sConnection: close\r\n\r\n",
                         status, reason, type, len, extra != NULL ? extra : "");
-    if (!ac->head_only)
+    if (!c->r->head_only)
         evbuffer_add(out, body, len);
-    ac->answered = true;
-    bufferevent_disable(ac->bev, EV_READ);
-    bufferevent_enable(ac->bev, EV_WRITE);
+    c->r->answered = true;
 }
 
 /* {"status":N,"error":"...","detail":"..."} */
 static void
-reply_error(struct admin_conn *ac, int status, const char *reason, const char *detail,
-            const char *extra)
+reply_error(struct call *c, int status, const char *reason, const char *detail, const char *extra)
 {
     json_t *o = json_object();
     char *text;
@@ -103,17 +111,17 @@ reply_error(struct admin_conn *ac, int status, const char *reason, const char *d
     if (detail != NULL)
         json_object_set_new(o, "detail", json_string(detail));
     text = json_dumps(o, JSON_PRESERVE_ORDER);
-    reply(ac, status, reason, "application/json", text, extra);
+    reply(c, status, reason, "application/json", text, extra);
     free(text);
     json_decref(o);
 }
 
 static void
-reply_json(struct admin_conn *ac, json_t *o)
+reply_json(struct call *c, json_t *o)
 {
     char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 
-    reply(ac, 200, "OK", "application/json", text, NULL);
+    reply(c, 200, "OK", "application/json", text, NULL);
     free(text);
     json_decref(o);
 }
@@ -121,7 +129,7 @@ reply_json(struct admin_conn *ac, json_t *o)
 /* ---- audit and auth ----------------------------------------------------------------------------- */
 
 static void
-audit(struct admin_conn *ac, const char *token, const char *path, int status, const char *result)
+audit(struct call *c, const char *token, const char *path, int status, const char *result)
 {
     char line[1024];
     struct strbuf sb;
@@ -131,24 +139,24 @@ audit(struct admin_conn *ac, const char *token, const char *path, int status, co
     strbuf_iso8601_ms(&sb, clock_wall_ms());
     strbuf_puts(&sb, "\",\"audit\":\"admin\"");
     strbuf_json_str(&sb, "token", token != NULL ? token : "", token != NULL ? strlen(token) : 0);
-    strbuf_json_str(&sb, "client", ac->client, strlen(ac->client));
-    strbuf_json_str(&sb, "method", llhttp_method_name(ac->req.parser.method),
-                    strlen(llhttp_method_name(ac->req.parser.method)));
+    strbuf_json_str(&sb, "client", c->r->client, strlen(c->r->client));
+    strbuf_json_str(&sb, "method", llhttp_method_name(c->r->msg.parser.method),
+                    strlen(llhttp_method_name(c->r->msg.parser.method)));
     strbuf_json_str(&sb, "path", path, strlen(path));
     strbuf_printf(&sb, ",\"status\":%d", status);
     strbuf_json_str(&sb, "result", result, strlen(result));
     strbuf_puts(&sb, "}");
     line[sb.len++] = '\n';
-    if (write(ac->a->audit_fd, line, sb.len) < 0)
+    if (write(c->a->audit_fd, line, sb.len) < 0)
         log_error("admin: cannot write the audit log: %s", strerror(errno));
 }
 
 /* The configured token the request's bearer token hashes to, or NULL; *status says why not. */
 static const char *
-authorize(struct admin_conn *ac, int *status)
+authorize(struct call *c, int *status)
 {
-    const struct admin_conf *conf = ac->a->env->cfg->admin;
-    int i = http_find_field(&ac->req, "authorization", 13, 0);
+    const struct admin_conf *conf = c->a->env->cfg->admin;
+    int i = http_find_field(&c->r->msg, "authorization", 13, 0);
     const struct http_field *f;
     unsigned char digest[32];
     unsigned int dlen = 0;
@@ -157,8 +165,8 @@ authorize(struct admin_conn *ac, int *status)
     *status = 401;
     if (i < 0)
         return NULL;
-    f = &ac->req.fields[i];
-    v = http_msg_at(&ac->req, f->value_off);
+    f = &c->r->msg.fields[i];
+    v = http_msg_at(&c->r->msg, f->value_off);
     *status = 403;
     if (f->value_len < 8 || strncasecmp(v, "Bearer ", 7) != 0)
         return NULL;
@@ -215,9 +223,9 @@ set_state(struct admin *a, const char *kind, const char *name, enum admin_state 
 }
 
 static void
-do_reload(struct admin_conn *ac, const char *token, const char *path)
+do_reload(struct call *c, const char *token, const char *path)
 {
-    struct admin_env *env = ac->a->env;
+    struct admin_env *env = c->a->env;
     char err[512], name[128];
     json_t *o;
 
@@ -225,20 +233,20 @@ do_reload(struct admin_conn *ac, const char *token, const char *path)
     snprintf(name, sizeof(name), "%s", token);
     token = name;
     if (env->reload(env->reload_arg, err, sizeof(err)) < 0) {
-        audit(ac, token, path, 400, err);
-        reply_error(ac, 400, "Bad Request", err, NULL);
+        audit(c, token, path, 400, err);
+        reply_error(c, 400, "Bad Request", err, NULL);
         return;
     }
-    audit(ac, token, path, 200, "reloaded");
+    audit(c, token, path, 200, "reloaded");
     o = json_object();
     json_object_set_new(o, "result", json_string("reloaded"));
     json_object_set_new(o, "config_generation", json_integer(env->generation));
-    reply_json(ac, o);
+    reply_json(c, o);
 }
 
 /* POST /reload, or POST /{servers|clusters|providers}/{name}/{drain|maintenance|ready}. */
 static void
-mutate(struct admin_conn *ac, const char *path, char **seg, int nseg)
+mutate(struct call *c, const char *path, char **seg, int nseg)
 {
     static const char *const state_names[] = {"ready", "draining", "maintenance"};
     enum admin_state state = ADMIN_READY;
@@ -246,35 +254,35 @@ mutate(struct admin_conn *ac, const char *path, char **seg, int nseg)
     int status;
     json_t *ids, *o;
 
-    token = authorize(ac, &status);
+    token = authorize(c, &status);
     if (token == NULL) {
-        audit(ac, NULL, path, status, status == 401 ? "no token" : "bad token");
-        reply_error(ac, status, status == 401 ? "Unauthorized" : "Forbidden",
+        audit(c, NULL, path, status, status == 401 ? "no token" : "bad token");
+        reply_error(c, status, status == 401 ? "Unauthorized" : "Forbidden",
                     status == 401 ? "a bearer token is required" : "the token is not valid",
                     status == 401 ? "WWW-Authenticate: Bearer\r\n" : NULL);
         return;
     }
     if (nseg == 1) {
-        do_reload(ac, token, path);
+        do_reload(c, token, path);
         return;
     }
     if (!parse_state(seg[2], &state)) { /* dispatch() let only the three verbs through */
-        reply_error(ac, 404, "Not Found", "no such endpoint", NULL);
+        reply_error(c, 404, "Not Found", "no such endpoint", NULL);
         return;
     }
-    ids = set_state(ac->a, seg[0], seg[1], state);
+    ids = set_state(c->a, seg[0], seg[1], state);
     if (ids == NULL) {
-        audit(ac, token, path, 404, "no such target");
-        reply_error(ac, 404, "Not Found", "no server matches", NULL);
+        audit(c, token, path, 404, "no such target");
+        reply_error(c, 404, "Not Found", "no server matches", NULL);
         return;
     }
-    audit(ac, token, path, 200, state_names[state]);
+    audit(c, token, path, 200, state_names[state]);
     log_info("admin: %s set %s %s to %s", token, seg[0], seg[1], state_names[state]);
     o = json_object();
     json_object_set_new(o, "result", json_string("ok"));
     json_object_set_new(o, "state", json_string(state_names[state]));
     json_object_set_new(o, "servers", ids);
-    reply_json(ac, o);
+    reply_json(c, o);
 }
 
 /* ---- dispatch ------------------------------------------------------------------------------------ */
@@ -305,17 +313,17 @@ is_admin_target(char **seg, int nseg)
 }
 
 static void
-serve_get(struct admin_conn *ac, const char *what)
+serve_get(struct call *c, const char *what)
 {
-    struct admin_env *env = ac->a->env;
+    struct admin_env *env = c->a->env;
 
     if (strcmp(what, "status") == 0) {
         char *text = status_json(env);
-        reply(ac, 200, "OK", "application/json", text, NULL);
+        reply(c, 200, "OK", "application/json", text, NULL);
         free(text);
     } else if (strcmp(what, "healthz") == 0) {
         bool ok = status_serving(env);
-        reply(ac, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", "application/json",
+        reply(c, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", "application/json",
               ok ? "{\"status\":\"serving\"}\n" : "{\"status\":\"not serving\"}\n", NULL);
     } else {
         struct evbuffer *buf = evbuffer_new();
@@ -327,73 +335,103 @@ serve_get(struct admin_conn *ac, const char *what)
         text = malloc(n + 1);
         evbuffer_remove(buf, text, n);
         text[n] = '\0';
-        reply(ac, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", text, NULL);
+        reply(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", text, NULL);
         free(text);
         evbuffer_free(buf);
     }
 }
 
 static void
-dispatch(struct admin_conn *ac)
+dispatch(struct call *c)
 {
-    int method = ac->req.parser.method;
+    const struct http_msg *m = &c->r->msg;
+    int method = m->parser.method;
     char path[512], copy[512], *seg[4];
     int nseg;
     bool get_target, post_target;
 
-    snprintf(path, sizeof(path), "%.*s", (int)ac->req.target_len,
-             http_msg_at(&ac->req, ac->req.target_off));
+    snprintf(path, sizeof(path), "%.*s", (int)m->target_len, http_msg_at(m, m->target_off));
     memcpy(copy, path, sizeof(copy));
     nseg = split_path(copy, seg);
     get_target = nseg == 1 && (strcmp(seg[0], "status") == 0 || strcmp(seg[0], "metrics") == 0 ||
                                strcmp(seg[0], "healthz") == 0);
     post_target = (nseg == 1 && strcmp(seg[0], "reload") == 0) || is_admin_target(seg, nseg);
-    ac->head_only = method == HTTP_HEAD;
-    if (ac->denied) {
+    c->r->head_only = method == HTTP_HEAD;
+    if (c->r->denied) {
         if (method != HTTP_GET && method != HTTP_HEAD)
-            audit(ac, NULL, path, 403, "address not allowed");
-        reply_error(ac, 403, "Forbidden", "this address may not use the admin endpoint", NULL);
+            audit(c, NULL, path, 403, "address not allowed");
+        reply_error(c, 403, "Forbidden", "this address may not use the admin endpoint", NULL);
     } else if (get_target && (method == HTTP_GET || method == HTTP_HEAD))
-        serve_get(ac, seg[0]);
+        serve_get(c, seg[0]);
     else if (post_target && method == HTTP_POST)
-        mutate(ac, path, seg, nseg);
+        mutate(c, path, seg, nseg);
     else if (get_target)
-        reply_error(ac, 405, "Method Not Allowed", "use GET", "Allow: GET, HEAD\r\n");
+        reply_error(c, 405, "Method Not Allowed", "use GET", "Allow: GET, HEAD\r\n");
     else if (post_target) {
-        audit(ac, NULL, path, 405, "method not allowed");
-        reply_error(ac, 405, "Method Not Allowed", "use POST", "Allow: POST\r\n");
+        audit(c, NULL, path, 405, "method not allowed");
+        reply_error(c, 405, "Method Not Allowed", "use POST", "Allow: POST\r\n");
     } else
-        reply_error(ac, 404, "Not Found", "no such endpoint", NULL);
+        reply_error(c, 404, "Not Found", "no such endpoint", NULL);
+}
+
+void
+admin_req_init(struct admin_req *r, const char *client, bool denied)
+{
+    memset(r, 0, sizeof(*r));
+    http_msg_init(&r->msg, HTTP_REQUEST, ADMIN_MAX_HEAD, 64);
+    snprintf(r->client, sizeof(r->client), "%s", client);
+    r->denied = denied;
+}
+
+void
+admin_req_release(struct admin_req *r)
+{
+    http_msg_release(&r->msg);
+}
+
+bool
+admin_serve(struct admin *a, struct admin_req *r, struct evbuffer *in, struct evbuffer *out)
+{
+    struct call c = {a, r, out};
+    enum http_step st;
+
+    if (r->answered) {
+        evbuffer_drain(in, (size_t)-1);
+        return true;
+    }
+    st = http_msg_feed(&r->msg, in, NULL);
+    if (st == HTTP_HEAD_DONE)
+        dispatch(&c);
+    else if (st == HTTP_ERROR && r->denied)
+        reply_error(&c, 403, "Forbidden", "this address may not use the admin endpoint", NULL);
+    else if (st == HTTP_ERROR)
+        reply_error(&c, 400, "Bad Request", http_msg_error_text(&r->msg), NULL);
+    return r->answered;
 }
 
 static void
 read_cb(struct bufferevent *bev, void *arg)
 {
     struct admin_conn *ac = arg;
-    enum http_step st;
+    bool before = ac->r.answered;
 
-    if (ac->answered) {
-        evbuffer_drain(bufferevent_get_input(bev), (size_t)-1);
-        return;
-    }
-    st = http_msg_feed(&ac->req, bufferevent_get_input(bev), NULL);
-    if (st == HTTP_HEAD_DONE)
-        dispatch(ac);
-    else if (st == HTTP_ERROR && ac->denied)
-        reply_error(ac, 403, "Forbidden", "this address may not use the admin endpoint", NULL);
-    else if (st == HTTP_ERROR)
-        reply_error(ac, 400, "Bad Request", http_msg_error_text(&ac->req), NULL);
+    if (admin_serve(ac->a, &ac->r, bufferevent_get_input(bev), bufferevent_get_output(bev)) &&
+        !before)
+        conn_answered(ac);
 }
 
 static void
 event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct admin_conn *ac = arg;
+    struct call c = {ac->a, &ac->r, bufferevent_get_output(bev)};
 
-    if ((what & BEV_EVENT_TIMEOUT) && !ac->answered)
-        reply_error(ac, 408, "Request Timeout", NULL, NULL);
-    else
+    if ((what & BEV_EVENT_TIMEOUT) && !ac->r.answered) {
+        reply_error(&c, 408, "Request Timeout", NULL, NULL);
+        conn_answered(ac);
+    } else {
         conn_free(ac);
+    }
 }
 
 static void
@@ -404,16 +442,16 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
     struct timeval tv = clock_tv_ms(ADMIN_TIMEOUT_MS);
     struct admin_conn *ac;
     struct addr peer;
+    char client[ADDR_TEXT_MAX];
 
     if (a->nconns >= ADMIN_MAX_CONNS || (ac = calloc(1, sizeof(*ac))) == NULL) {
         close(fd);
         return;
     }
     ac->a = a;
-    memcpy(&ac->peer, sa, (size_t)salen);
     memcpy(&peer.ss, sa, (size_t)salen);
     peer.len = (socklen_t)salen;
-    addr_format(&peer, ac->client, sizeof(ac->client));
+    addr_format(&peer, client, sizeof(client));
     ac->bev = bufferevent_socket_new(a->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (ac->bev == NULL) {
         close(fd);
@@ -422,13 +460,14 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
     }
     TAILQ_INSERT_TAIL(&a->conns, ac, link);
     a->nconns++;
-    http_msg_init(&ac->req, HTTP_REQUEST, ADMIN_MAX_HEAD, 64);
+    /* Outside the allowlist: the request is read before it is refused, so that a mutating
+     * attempt is audited. */
+    admin_req_init(&ac->r, client,
+                   conf->nallow > 0 && !cidr_match_any(conf->allow_nets, conf->nallow, sa));
     bufferevent_setcb(ac->bev, read_cb, flushed_cb, event_cb, ac);
     bufferevent_set_timeouts(ac->bev, &tv, &tv);
     bufferevent_enable(ac->bev, EV_READ | EV_WRITE);
-    if (conf->nallow > 0 && !cidr_match_any(conf->allow_nets, conf->nallow, sa)) {
-        /* Read the request before refusing it, so that a mutating attempt is audited. */
-        ac->denied = true;
+    if (ac->r.denied) {
         tv = clock_tv_ms(ADMIN_DENIED_TIMEOUT_MS);
         bufferevent_set_timeouts(ac->bev, &tv, &tv);
     }
@@ -473,6 +512,8 @@ admin_new(struct event_base *base, struct admin_env *env, char *err, size_t errl
         free(a);
         return NULL;
     }
+    if (base == NULL)
+        return a; /* no socket: requests come through admin_serve() only */
     fd = listener_open(&conf->addr, 64, 0, err, errlen);
     if (fd < 0 || (a->listener = evconnlistener_new(base, accept_cb, a, LEV_OPT_CLOSE_ON_FREE,
                                                     -1, fd)) == NULL) {
