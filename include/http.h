@@ -84,11 +84,13 @@ void http_msg_reset(struct http_msg *m);
  * error occurs, or `in` is empty. Adds the bytes consumed to *consumed when it is not NULL. */
 enum http_step http_msg_feed(struct http_msg *m, struct evbuffer *in, uint64_t *consumed);
 
-/* Helpers over the current head. */
+/* Helpers over the current head. A head may be complete without a byte of it kept (a response
+ * "HTTP/1.1 200" with no reason phrase and no field): then there is no buffer, and every slice
+ * is empty. */
 static inline const char *
 http_msg_at(const struct http_msg *m, uint32_t off)
 {
-    return m->buf + off;
+    return m->buf != NULL ? m->buf + off : "";
 }
 
 /* Case-insensitive comparison of field i's name with `name`. */

@@ -22,6 +22,8 @@ msg_of(llhttp_t *p)
 static int
 head_append(struct http_msg *m, const char *at, size_t len)
 {
+    if (len == 0) /* llhttp may end a span before its first byte; m->buf may still be NULL */
+        return 0;
     if ((uint64_t)m->len + len > m->cap) {
         uint64_t need = (uint64_t)m->len + len, cap = m->cap ? m->cap : HEAD_INITIAL;
         char *nb;

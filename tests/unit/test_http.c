@@ -198,6 +198,36 @@ test_response_reason_captured(void **state)
     http_msg_release(&m);
 }
 
+/* Found by fuzz_request and fuzz_admin: llhttp can end a span before its first byte (the target
+ * of "CONNECT " cut short by a CR or an LF) while the head buffer does not exist yet; appending
+ * nothing must not touch it (under UBSan: no arithmetic on a NULL buffer), and an empty slice of
+ * a head without a buffer is "" rather than NULL + 0. */
+static void
+test_empty_span_before_any_head_byte(void **state)
+{
+    static const struct {
+        const char *text;
+        enum http_step step;
+    } inputs[] = {
+        {"CONNECT \r\r\r\r\r", HTTP_ERROR},
+        {"GET \r\n", HTTP_ERROR},
+        {"\n\n\nCONNECT \n\n", HTTP_ERROR}, /* bare LFs, HTTP/0.9 */
+    };
+
+    for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++) {
+        for (size_t split = 0; split <= 2; split++) {
+            struct http_msg m;
+            http_msg_init(&m, HTTP_REQUEST, 16384, 100);
+            assert_int_equal(feed_text(&m, inputs[i].text, strlen(inputs[i].text), split),
+                             inputs[i].step);
+            assert_int_equal(m.len, 0);
+            assert_int_equal(m.target_len, 0);
+            assert_non_null(http_msg_at(&m, m.target_off)); /* an empty slice, not NULL + 0 */
+            http_msg_release(&m);
+        }
+    }
+}
+
 int
 main(void)
 {
@@ -212,6 +242,7 @@ main(void)
         cmocka_unit_test(test_chunked_body_goes_to_sink_then_pauses),
         cmocka_unit_test(test_bad_chunk_size_is_refused),
         cmocka_unit_test(test_response_reason_captured),
+        cmocka_unit_test(test_empty_span_before_any_head_byte),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
