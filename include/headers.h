@@ -44,8 +44,8 @@ bool headers_list_has(const struct http_msg *m, const char *name, size_t name_le
  * trident forwards no other coding: re-framing the body would silently drop it. */
 bool headers_te_is_chunked(const struct http_msg *m);
 
-/* Whether a response head's fields are fit to relay: every field has a name, and no value holds
- * a control character. */
+/* Whether a response head is fit to relay: every field has a name, and neither a value nor the
+ * reason phrase holds a control character. */
 bool headers_response_is_clean(const struct http_msg *m);
 
 /* Whether field i must not be forwarded: a hop-by-hop field (RFC 9110 section 7.6.1) or one named

@@ -131,7 +131,8 @@ on_switching_protocols(struct conn *c)
 {
     struct rewrite_response_ctx ctx = {.upgrade = true};
 
-    if (!c->x.info.websocket || c->req_phase != REQ_DONE) {
+    if (!c->x.info.websocket || c->req_phase != REQ_DONE ||
+        !headers_response_is_clean(&c->up->resp)) {
         conn_fail(c, 502, REASON_UPSTREAM_BAD_RESPONSE);
         return;
     }
@@ -151,7 +152,7 @@ relay_interim(struct conn *c)
 {
     struct rewrite_response_ctx ctx = {0};
 
-    if (++c->x.interim > MAX_INTERIM)
+    if (++c->x.interim > MAX_INTERIM || !headers_response_is_clean(&c->up->resp))
         return -1;
     if (c->req.parser.http_minor >= 1 && write_head(c, &ctx) < 0)
         return -1;

@@ -220,6 +220,10 @@ scan_fields(const struct http_msg *m, struct req_info *info, int *hosts, enum re
 bool
 headers_response_is_clean(const struct http_msg *m)
 {
+    /* RFC 9112 section 4: reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ). llhttp 8 lets other
+     * control bytes (NUL among them) through there, and they would reach the client as sent. */
+    if (m->reason_len > 0 && !value_is_clean((struct slice){m->buf + m->reason_off, m->reason_len}))
+        return false;
     for (uint32_t i = 0; i < m->nfields; i++)
         if (m->fields[i].name_len == 0 || !value_is_clean(field_value(m, i)))
             return false;

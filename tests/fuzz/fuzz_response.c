@@ -161,6 +161,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (st != HTTP_HEAD_DONE || m.parser.http_major != 1)
             break; /* 502, or the server is still silent */
         status = m.parser.status_code;
+        if (status >= 100 && status < 200 && !headers_response_is_clean(&m))
+            break; /* relay_interim() and on_switching_protocols(): 502 */
         if (status == 101) {
             switching_protocols(&m);
             break;

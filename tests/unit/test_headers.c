@@ -175,6 +175,36 @@ test_hop_by_hop_includes_connection_options_but_never_framing(void **state)
     http_msg_release(&m);
 }
 
+/* Found by fuzz_response: llhttp passes control bytes in a reason phrase (a NUL, 0x01), which
+ * were relayed to clients as sent; such a response is as unfit to relay as a control byte in a
+ * field value. */
+static void
+test_response_with_control_byte_in_reason_is_unclean(void **state)
+{
+    static const struct {
+        const char *text;
+        size_t len;
+        bool clean;
+    } reasons[] = {
+        {LIT("HTTP/1.1 200 OK\r\nA: b\r\n\r\n"), true},
+        {LIT("HTTP/1.1 200 Fine\tand \x80obs-text\r\n\r\n"), true},
+        {LIT("HTTP/1.1 204\r\n\r\n"), true},
+        {LIT("HTTP/1.1 103 Early Hint\x01\x00\x00(s\r\nLink: </s.css>\r\n\r\n"), false},
+        {LIT("HTTP/1.1 200 O\x7fK\r\n\r\n"), false},
+        {LIT("HTTP/1.1 200 O\x1bK\r\n\r\n"), false},
+    };
+
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
+        struct http_msg m;
+        http_msg_init(&m, HTTP_RESPONSE, 16384, 100);
+        if (feed_text(&m, reasons[i].text, reasons[i].len, 0) != HTTP_HEAD_DONE)
+            assert_false(reasons[i].clean); /* the parser refusing it is as good */
+        else
+            assert_int_equal(headers_response_is_clean(&m), reasons[i].clean);
+        http_msg_release(&m);
+    }
+}
+
 int
 main(void)
 {
@@ -186,6 +216,7 @@ main(void)
         cmocka_unit_test(test_obs_fold_becomes_one_line),
         cmocka_unit_test(test_next_token_trims_and_skips_empty),
         cmocka_unit_test(test_hop_by_hop_includes_connection_options_but_never_framing),
+        cmocka_unit_test(test_response_with_control_byte_in_reason_is_unclean),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
