@@ -38,14 +38,16 @@ parse_v1(const uint8_t *buf, size_t len, struct sockaddr_storage *src)
     int nf = 0;
     uint16_t sport, dport;
 
-    for (size_t i = 0; i + 1 < n; i++)
-        if (buf[i] == '\r' && buf[i + 1] == '\n') {
+    /* The line holds no CR, LF or NUL but its CRLF end: else the verdict would depend on how
+     * much of it one read returned (a bare LF refused, the same bytes with the CRLF accepted). */
+    for (size_t i = 0; i < n && crlf == NULL; i++) {
+        if (buf[i] == '\r' && i + 1 < n && buf[i + 1] == '\n')
             crlf = buf + i;
-            break;
-        }
+        else if (buf[i] == '\n' || buf[i] == '\0' || (buf[i] == '\r' && i + 1 < n))
+            return PROXYPROTO_INVALID;
+    }
     if (crlf == NULL)
-        return len >= PROXYPROTO_V1_MAX || memchr(buf, '\n', n) != NULL ? PROXYPROTO_INVALID
-                                                                          : PROXYPROTO_MORE;
+        return len >= PROXYPROTO_V1_MAX ? PROXYPROTO_INVALID : PROXYPROTO_MORE;
     memcpy(line, buf, (size_t)(crlf - buf));
     line[crlf - buf] = '\0';
     for (char *t = strtok_r(line, " ", &save); t != NULL; t = strtok_r(NULL, " ", &save))

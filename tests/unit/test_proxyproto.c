@@ -117,6 +117,37 @@ test_v2(void **state)
     assert_int_equal(proxyproto_parse(b, 20, &src), PROXYPROTO_INVALID);
 }
 
+/* Found by fuzz_proxyproto: a v1 line with a NUL or a bare LF before its CRLF was refused when
+ * a read ended before the CRLF and accepted when it did not. Now refused however it is cut. */
+static void
+test_v1_verdict_does_not_depend_on_the_read(void **state)
+{
+    static const struct {
+        const char *text;
+        size_t len;
+    } bad[] = {
+#define TEXT(s) {(s), sizeof(s) - 1}
+        TEXT("PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\0\0\0\x06HTXY TCP4\n\r\n"),
+        TEXT("PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\nx\r\n"),
+        TEXT("PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\rx\r\n"),
+        TEXT("PROXY UNKNOWN\0\r\n"),
+#undef TEXT
+    };
+    struct sockaddr_storage src;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int verdict = PROXYPROTO_MORE;
+        for (size_t n = 1; n <= bad[i].len; n++) {
+            int rc = proxyproto_parse((const uint8_t *)bad[i].text, n, &src);
+            if (verdict != PROXYPROTO_MORE)
+                assert_int_equal(rc, verdict);
+            verdict = rc;
+        }
+        assert_int_equal(verdict, PROXYPROTO_INVALID);
+    }
+}
+
 int
 main(void)
 {
@@ -124,6 +155,7 @@ main(void)
         cmocka_unit_test(test_v1),
         cmocka_unit_test(test_v1_broken),
         cmocka_unit_test(test_v2),
+        cmocka_unit_test(test_v1_verdict_does_not_depend_on_the_read),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
