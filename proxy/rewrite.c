@@ -125,7 +125,7 @@ rewrite_response(const struct http_msg *m, const struct rewrite_response_ctx *ct
     evbuffer_expand(out, m->len + m->nfields * 4 + 128);
     n = snprintf(line, sizeof(line), "HTTP/1.1 %03d ", m->parser.status_code);
     put(&o, line, (size_t)n);
-    put(&o, m->buf + m->reason_off, m->reason_len);
+    put(&o, http_msg_at(m, m->reason_off), m->reason_len); /* none kept: no buffer either */
     put(&o, "\r\n", 2);
     for (uint32_t i = 0; i < m->nfields; i++) {
         if (ctx->upgrade && http_field_is(m, i, LIT("upgrade")))

@@ -157,6 +157,19 @@ test_response_101_keeps_upgrade(void **state)
     free(s);
 }
 
+/* Found by fuzz_response: a head with neither a reason phrase nor a field keeps no byte, so the
+ * parser has no head buffer at all; the status line is still written (under UBSan: no
+ * arithmetic on a NULL buffer). */
+static void
+test_response_without_reason_or_fields(void **state)
+{
+    struct rewrite_response_ctx ctx = {0};
+    char *s = rewrite_resp("HTTP/1.1 200\r\n\r\n", &ctx);
+
+    assert_string_equal(s, "HTTP/1.1 200 \r\n\r\n");
+    free(s);
+}
+
 int
 main(void)
 {
@@ -169,6 +182,7 @@ main(void)
         cmocka_unit_test(test_response_framing_and_connection_fields),
         cmocka_unit_test(test_response_keep_alive_explicit_for_http10),
         cmocka_unit_test(test_response_101_keeps_upgrade),
+        cmocka_unit_test(test_response_without_reason_or_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
