@@ -5,6 +5,7 @@
  * and keeps the journal. Everything here runs on the health thread except the functions that say
  * "any thread", which only touch the inbox, the journal copy and the start-up rendezvous.
  */
+#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -552,7 +553,8 @@ carry_over(struct health *h, const struct health *prev)
             break;
         }
     }
-    /* the most recent entries, oldest first */
+    /* the most recent entries, oldest first; both sizes are failover.journal_size (1..100000) */
+    assert(prev->journal_size > 0 && h->journal_size > 0);
     size_t n = prev->journal_count < h->journal_size ? prev->journal_count : h->journal_size;
     for (size_t k = 0; k < n; k++)
         h->journal[k] =

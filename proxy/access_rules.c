@@ -114,7 +114,7 @@ access_normalize_path(const char *target, size_t len, char *out, bool *encoded_s
     if (q != NULL)
         len = (size_t)(q - target);
     if (len == 0 || target[0] != '/') { /* "*" (OPTIONS): the rules see the root */
-        strcpy(out, "/");
+        memcpy(out, "/", 2);
         return 0;
     }
     status = decode(target, len, decoded, &n, encoded_slash, detail);
@@ -154,7 +154,9 @@ host_matches(const struct route_match *r, const char *host, size_t len)
 {
     if (r->nhosts == 0)
         return true;
-    len = host != NULL ? host_name_len(host, len) : 0;
+    if (host == NULL)
+        return false; /* names no host: matches no rule's (each is 1..253 characters) */
+    len = host_name_len(host, len);
     for (size_t i = 0; i < r->nhosts; i++) {
         const char *want = r->hosts[i];
         size_t wn = strlen(want);

@@ -540,8 +540,10 @@ admin_free(struct admin *a)
 
     if (a == NULL)
         return;
+    /* conn_free's TAILQ_REMOVE unlinks ac through tqe_prev, an alias of the head's first pointer
+     * that the analyzer does not follow: it then believes TAILQ_FIRST returns the freed ac. */
     while ((ac = TAILQ_FIRST(&a->conns)) != NULL)
-        conn_free(ac);
+        conn_free(ac); /* NOLINT(clang-analyzer-unix.Malloc): a false positive, see above */
     if (a->listener != NULL)
         evconnlistener_free(a->listener);
     if (a->audit_fd > STDERR_FILENO)

@@ -4,6 +4,7 @@
  * needs (config, TLS contexts, routers, health thread, new sockets) before it touches anything, so
  * a bad configuration changes nothing; then it hands each worker its next generation.
  */
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -222,6 +223,7 @@ plan_listeners(struct runtime *rt, struct config *cfg, struct worker_generation 
         for (size_t k = 0; k < rt->cfg->nlisteners && !keep; k++)
             keep = addr_equal(&rt->cfg->listeners[k].addr, &cfg->listeners[j].addr);
         for (int i = 0; i < cfg->workers; i++) {
+            assert(gens[i] != NULL); /* build_generations made one per worker of cfg */
             gens[i]->plan[j].keep = keep;
             if (!keep && (gens[i]->plan[j].fd = listener_open(&cfg->listeners[j].addr,
                                                                cfg->listeners[j].backlog, 1, err,
