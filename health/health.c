@@ -583,6 +583,7 @@ build(struct health *h, const struct health *prev, char *err, size_t errlen)
     h->base = event_base_new();
     h->servers = calloc(h->n, sizeof(*h->servers));
     h->providers = calloc(h->n, sizeof(*h->providers));
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers, sizeof(*p) is right */
     h->tls = calloc(h->cfg->nclusters, sizeof(*h->tls));
     h->table.servers = aligned_alloc(64, h->n * sizeof(*h->table.servers));
     h->journal_size = (size_t)h->cfg->failover.journal_size;

@@ -6,6 +6,7 @@
 #define TRIDENT_CLOCK_H
 
 #include <stdint.h>
+#include <sys/time.h>
 #include <time.h>
 
 static inline uint64_t
@@ -41,7 +42,7 @@ clock_wall_ms(void)
 static inline struct timeval
 clock_tv_ms(int ms)
 {
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (suseconds_t)(ms % 1000) * 1000};
 
     return tv;
 }

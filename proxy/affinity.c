@@ -151,7 +151,7 @@ affinity_key(const char *value, size_t len, uint8_t key[16])
 void
 affinity_key_hex(const uint8_t key[16], char out[33])
 {
-    for (int i = 0; i < 16; i++) {
+    for (size_t i = 0; i < 16; i++) {
         out[2 * i] = hex[key[i] >> 4];
         out[2 * i + 1] = hex[key[i] & 15];
     }

@@ -188,7 +188,7 @@ check_admin(struct config *cfg, struct config_error *err)
     if (a == NULL)
         return 0;
     for (size_t i = 0; i < a->ntokens; i++) {
-        for (int j = 0; j < 32; j++) {
+        for (size_t j = 0; j < 32; j++) {
             const char *d = a->tokens[i].sha256 + 2 * j;
             int hi = hex_value(d[0]), lo = hex_value(d[1]);
             if (hi < 0 || lo < 0)

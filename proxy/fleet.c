@@ -48,7 +48,7 @@
 #define MAX_PENDING 1024
 #define PEER_FORGET_US 10000000 /* a peer silent this long is no longer listed */
 #define SUB_SILENCE_US 3000000  /* own heartbeat unheard this long: the subscriber is dead */
-#define TICKET_KEYS_TEXT (TLS_TICKET_KEYS * (21 + 1 + 160 + 1))
+#define TICKET_KEYS_TEXT ((size_t)TLS_TICKET_KEYS * (21 + 1 + 160 + 1))
 #define HELLO_US 1000000        /* heartbeat period */
 #define ADMIN_RESYNC_US 10000000 /* the admin hash is read again this often (anti-entropy) */
 /* A field of the admin hash that is no server id (ids are [A-Za-z0-9._-]): its absence means

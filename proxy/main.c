@@ -328,6 +328,7 @@ run(struct runtime *rt)
     /* every open connection may hold an entry, and as many again may remember a rate */
     rt->limiter = limiter_new((size_t)rt->cfg->limits.max_connections * 2 + 1024);
     rt->rates = limiter_new(RATE_KEYS);
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers, sizeof(*p) is right */
     rt->workers = calloc((size_t)rt->cfg->workers, sizeof(*rt->workers));
     rt->stats = stats_new(rt->cfg->workers);
     if (rt->base != NULL && rt->workers != NULL && rt->stats != NULL && rt->limiter != NULL && rt->rates != NULL &&

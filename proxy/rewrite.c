@@ -128,9 +128,8 @@ rewrite_response(const struct http_msg *m, const struct rewrite_response_ctx *ct
     put(&o, http_msg_at(m, m->reason_off), m->reason_len); /* none kept: no buffer either */
     put(&o, "\r\n", 2);
     for (uint32_t i = 0; i < m->nfields; i++) {
-        if (ctx->upgrade && http_field_is(m, i, LIT("upgrade")))
-            put_msg_field(&o, m, i);
-        else if (!headers_is_hop_by_hop(m, i))
+        /* hop-by-hop fields are dropped, except Upgrade when the response is an upgrade */
+        if ((ctx->upgrade && http_field_is(m, i, LIT("upgrade"))) || !headers_is_hop_by_hop(m, i))
             put_msg_field(&o, m, i);
     }
     if (ctx->hsts != NULL && http_find_field(m, LIT("strict-transport-security"), 0) < 0)

@@ -70,8 +70,10 @@ index_servers(struct router *r)
 
     for (size_t i = 0; i < r->nclusters; i++)
         r->nservers += r->clusters[i].nservers;
+    /* NOLINTBEGIN(bugprone-sizeof-expression): arrays of pointers, sizeof(*p) is right */
     r->by_id = calloc(r->nservers ? r->nservers : 1, sizeof(*r->by_id));
     r->by_index = calloc(r->nservers ? r->nservers : 1, sizeof(*r->by_index));
+    /* NOLINTEND(bugprone-sizeof-expression) */
     if (r->by_id == NULL || r->by_index == NULL)
         return -1;
     for (size_t i = 0; i < r->nclusters; i++)
@@ -79,6 +81,7 @@ index_servers(struct router *r)
             r->by_index[n] = &r->clusters[i].servers[j];
             r->by_id[n++] = &r->clusters[i].servers[j];
         }
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers, sizeof(*p) is right */
     qsort(r->by_id, n, sizeof(*r->by_id), by_id_cmp);
     return 0;
 }
@@ -318,9 +321,8 @@ pick_masked(struct router *r, const struct pick_avoid *a, bool avoid_provider)
 
     for (size_t i = 0; i < r->nclusters; i++) {
         saved[i] = r->cluster_peers[i].usable;
-        if (avoid_provider && strcmp(r->clusters[i].conf->provider, a->provider) == 0)
-            r->cluster_peers[i].usable = false;
-        else if (!cluster_has_untried(&r->clusters[i], a))
+        if ((avoid_provider && strcmp(r->clusters[i].conf->provider, a->provider) == 0) ||
+            !cluster_has_untried(&r->clusters[i], a))
             r->cluster_peers[i].usable = false;
     }
     ci = balancer_swrr.pick(r->cluster_peers, r->nclusters);

@@ -40,6 +40,7 @@ runtime_tls_free(struct tls_server **tls, size_t n)
 struct tls_server **
 runtime_tls_build(const struct config *cfg, struct tls_tickets *tickets, char *err, size_t errlen)
 {
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers, sizeof(*p) is right */
     struct tls_server **tls = calloc(cfg->nlisteners, sizeof(*tls));
 
     if (tls == NULL) {
@@ -117,6 +118,7 @@ build_generations(struct runtime *rt, struct config *cfg, struct health *health,
                   struct tls_server **tls, char *err, size_t errlen)
 {
     int n = cfg->workers;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers, sizeof(*p) is right */
     struct worker_generation **gens = calloc((size_t)n, sizeof(*gens));
 
     if (gens == NULL) {

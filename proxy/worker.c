@@ -340,6 +340,7 @@ static int
 apply_generation(struct worker *w, struct worker_generation *g)
 {
     size_t n = g->cfg->nlisteners, k = 0;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers, sizeof(*p) is right */
     struct listener_rt **ls = calloc(n, sizeof(*ls));
 
 

@@ -43,7 +43,7 @@ test_rise_and_fall_counts(void **state)
         server_state_check(&s, true, 2, 3, 1);
         for (size_t j = 0; cases[i].verdicts[j]; j++) {
             enum sm_change c = server_state_check(&s, cases[i].verdicts[j] == '+', 2, 3, 10 + j);
-            char got = c == SM_WENT_UP ? 'u' : c == SM_WENT_DOWN ? 'd' : '.';
+            int got = c == SM_WENT_UP ? 'u' : c == SM_WENT_DOWN ? 'd' : '.';
             if (got != cases[i].changes[j])
                 fail_msg("case %zu step %zu: got %c", i, j, got);
         }
