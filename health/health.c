@@ -316,6 +316,7 @@ jittered(int ms, int pct)
 {
     int span = ms * pct / 100;
 
+    /* NOLINTNEXTLINE(cert-msc30-c): jitter spreads check times, it need not be unpredictable */
     return span > 0 ? ms - span + (int)((unsigned)rand() % (unsigned)(2 * span + 1)) : ms;
 }
 
@@ -662,6 +663,7 @@ health_main(void *arg)
         struct hserver *s = &h->servers[i];
         if (s->hc != NULL) {
             int spread = s->hc->interval_ms < 100 ? s->hc->interval_ms : 100;
+            /* NOLINTNEXTLINE(cert-msc30-c): spreads the first checks, need not be unpredictable */
             struct timeval tv = clock_tv_ms((int)((unsigned)rand() % (unsigned)(spread + 1)));
             evtimer_add(s->timer, &tv);
         }

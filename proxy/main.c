@@ -410,7 +410,11 @@ main(int argc, char **argv)
             return 1;
         }
     }
-    signal(SIGPIPE, SIG_IGN);
+    if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) { /* a write to a closed socket must not kill us */
+        log_error("signal(SIGPIPE): %s", strerror(errno));
+        config_unref(rt.cfg);
+        return 1;
+    }
     evthread_use_pthreads();
     rc = run(&rt);
     config_unref(rt.cfg);

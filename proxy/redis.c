@@ -414,6 +414,16 @@ on_disconnect(const redisAsyncContext *cac, int status)
     drop(r, true, ac->errstr[0] ? ac->errstr : "closed by the server");
 }
 
+/* A port as a sentinel writes it (decimal, 1..65535), or -1. */
+static int
+sentinel_port(const char *s)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+
+    return end != s && *end == '\0' && v >= 1 && v <= 65535 ? (int)v : -1;
+}
+
 /* The sentinel's answer: ["host", "port"], or nil when it knows no such master. */
 static void
 sentinel_cb(redisAsyncContext *ac, void *reply, void *priv)
@@ -421,11 +431,14 @@ sentinel_cb(redisAsyncContext *ac, void *reply, void *priv)
     struct redis *r = priv;
     const redisReply *rep = reply;
     redisAsyncContext *old = r->ac;
+    int port = -1;
 
     if (old != ac || r->state != REDIS_RESOLVING || rep == NULL)
         return;
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_STRING) {
+        rep->element[0]->type != REDIS_REPLY_STRING ||
+        rep->element[1]->type != REDIS_REPLY_STRING ||
+        (port = sentinel_port(rep->element[1]->str)) < 0) {
         log_warn("redis %s: sentinel %s does not know master %s", r->st->name,
                  r->conf->sentinels[r->sentinel], r->conf->master_name);
         r->ac = NULL;
@@ -435,7 +448,7 @@ sentinel_cb(redisAsyncContext *ac, void *reply, void *priv)
         return;
     }
     snprintf(r->master_host, sizeof(r->master_host), "%s", rep->element[0]->str);
-    r->master_port = atoi(rep->element[1]->str);
+    r->master_port = port;
     r->ac = NULL;
     redisAsyncFree(old);
     r->sentinel = r->conf->nsentinels; /* resolved: the master is next */

@@ -124,7 +124,7 @@ strbuf_iso8601_ms(struct strbuf *sb, long long now_ms)
     struct tm tm;
     char tmp[32];
 
-    gmtime_r(&secs, &tm);
-    strftime(tmp, sizeof(tmp), "%Y-%m-%dT%H:%M:%S", &tm);
+    if (gmtime_r(&secs, &tm) == NULL || strftime(tmp, sizeof(tmp), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+        tmp[0] = '\0'; /* only for a time past year 2^31: no date rather than garbage */
     strbuf_printf(sb, "%s.%03dZ", tmp, (int)(now_ms % 1000));
 }

@@ -260,7 +260,7 @@ load_ocsp(struct staple *st, const char *path, const char *where, char *err, siz
         return fail(err, errlen, "%s.ocsp: cannot open %s", where, path);
     buf = OPENSSL_malloc(OCSP_MAX);
     n = buf != NULL ? fread(buf, 1, OCSP_MAX, f) : 0;
-    fclose(f);
+    (void)fclose(f); /* read-only: a failure loses nothing */
     p = buf;
     resp = n > 0 && n < OCSP_MAX ? d2i_OCSP_RESPONSE(NULL, &p, (long)n) : NULL;
     if (resp == NULL) {
@@ -282,7 +282,7 @@ read_leaf(const char *path)
     if (f == NULL)
         return NULL;
     x = PEM_read_X509(f, NULL, NULL, NULL);
-    fclose(f);
+    (void)fclose(f); /* read-only: a failure loses nothing */
     return x;
 }
 

@@ -280,7 +280,7 @@ load_maintenance_page(struct worker_generation *g, char *err, size_t errlen)
     g->maintenance_page = malloc(PAGE_MAX);
     n = f != NULL && g->maintenance_page != NULL ? fread(g->maintenance_page, 1, PAGE_MAX, f) : 0;
     if (f != NULL)
-        fclose(f);
+        (void)fclose(f); /* read-only: a failure loses nothing */
     if (n == 0 || n == PAGE_MAX) {
         snprintf(err, errlen, "failover.maintenance_page: cannot read %s (or it is empty or "
                               "over 1 MiB)", path);
