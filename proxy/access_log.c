@@ -35,7 +35,9 @@ access_log_open_fd(const char *spec)
     if (strcmp(spec, "stdout") == 0)
         return STDOUT_FILENO;
     fd = open(spec, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    return fd < 0 ? -2 : fd;
+    if (fd < 0)
+        return -2;
+    return fd; /* the caller's */
 }
 
 int

@@ -51,6 +51,7 @@ struct admin {
     struct event_base *base;
     struct admin_env *env;
     struct evconnlistener *listener;
+    /* cppcheck-suppress unusedStructMember ; sys/queue.h's TAILQ macros use the head's fields */
     TAILQ_HEAD(, admin_conn) conns;
     unsigned nconns;
     int audit_fd; /* STDERR_FILENO or a file of ours */
@@ -292,13 +293,13 @@ static int
 split_path(char *path, char **seg)
 {
     int n = 0;
-    char *q = strchr(path, '?');
+    char *q = strchr(path, '?'), *save = NULL;
 
     if (q != NULL)
         *q = '\0';
-    for (char *p = strtok(path, "/"); p != NULL && n < 4; p = strtok(NULL, "/"))
+    for (char *p = strtok_r(path, "/", &save); p != NULL && n < 4; p = strtok_r(NULL, "/", &save))
         seg[n++] = p;
-    return strtok(NULL, "/") == NULL ? n : 5; /* 5: too many segments */
+    return strtok_r(NULL, "/", &save) == NULL ? n : 5; /* 5: too many segments */
 }
 
 static bool

@@ -516,11 +516,11 @@ static int
 expand_env(json_t *v, char *path, size_t len, struct config_error *err)
 {
     char buf[EXPANDED_MAX], why[256];
-    const char *key;
     json_t *item;
     size_t i;
 
     if (json_is_object(v)) {
+        const char *key;
         json_object_foreach(v, key, item)
         {
             int n = snprintf(path + len, 256 - len, "%s%s", len ? "." : "", key);

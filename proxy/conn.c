@@ -246,12 +246,10 @@ conn_drop_upstream(struct conn *c)
 static void
 assign_request_id(struct conn *c)
 {
-    const struct http_field *f;
-
     if (c->x.id[0] != '\0')
         return;
     if (c->x.info.request_id >= 0) {
-        f = &c->req.fields[c->x.info.request_id];
+        const struct http_field *f = &c->req.fields[c->x.info.request_id];
         memcpy(c->x.id, http_msg_at(&c->req, f->value_off), f->value_len);
         c->x.id[f->value_len] = '\0';
     } else {

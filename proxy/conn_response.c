@@ -269,12 +269,11 @@ on_upstream_event(void *arg, short what)
 {
     struct conn *c = arg;
     bool timeout = (what & BEV_EVENT_TIMEOUT) != 0;
-    enum reason why;
 
     if (c->state == CONN_CONNECTING_UPSTREAM) {
-        why = timeout                      ? REASON_UPSTREAM_CONNECT_TIMEOUT
-              : upstream_tls_failed(c->up) ? REASON_UPSTREAM_TLS
-                                           : REASON_UPSTREAM_REFUSED;
+        enum reason why = timeout                      ? REASON_UPSTREAM_CONNECT_TIMEOUT
+                          : upstream_tls_failed(c->up) ? REASON_UPSTREAM_TLS
+                                                       : REASON_UPSTREAM_REFUSED;
         log_debug("server %s: connect failed: %s", c->x.server->conf->id, reason_name(why));
         attempt_failed(c, true, timeout ? 504 : 502, why,
                        timeout ? PASSIVE_TIMEOUT : PASSIVE_CONNECT);

@@ -42,6 +42,7 @@ struct redis {
     struct redis_stats *st;
     enum redis_state state;
     redisAsyncContext *ac;        /* NULL while in BACKOFF */
+    /* cppcheck-suppress unusedStructMember ; sys/queue.h's TAILQ macros use the head's fields */
     TAILQ_HEAD(, redis_op) ops;   /* in flight, oldest first */
     unsigned nops;
     struct event *retry_ev;       /* BACKOFF: the next attempt */
@@ -126,6 +127,7 @@ op_free(struct redis_op *op)
 
 /* hiredis's reply callback for our ops: the reply, or NULL when the connection went. */
 static void
+/* cppcheck-suppress constParameter ; hiredis's redisCallbackFn gives a non-const context */
 op_reply_cb(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct redis_op *op = priv;
@@ -339,17 +341,18 @@ watch_cb(evutil_socket_t fd, short what, void *arg)
 
 /* AUTH / SELECT / ROLE replies during CONNECTING. */
 static void
+/* cppcheck-suppress constParameter ; hiredis's redisCallbackFn gives a non-const context */
 handshake_cb(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct redis *r = priv;
     const redisReply *rep = reply;
-    char why[160];
 
     if (r->ac != ac || r->state != REDIS_CONNECTING)
         return;
     if (rep == NULL)
         return; /* the connection is going; onDisconnect handles it */
     if (rep->type == REDIS_REPLY_ERROR) {
+        char why[160];
         /* the text of an AUTH error never holds the password */
         snprintf(why, sizeof(why), "%.120s", rep->str);
         drop(r, false, why);
@@ -605,6 +608,7 @@ redis_on_ready(struct redis *r, void (*fn)(void *arg), void *arg)
 
 /* Subscriber: ["message", channel, payload] for each message; ["subscribe", ...] once. */
 static void
+/* cppcheck-suppress constParameter ; hiredis's redisCallbackFn gives a non-const context */
 message_cb(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct redis *r = priv;

@@ -31,7 +31,7 @@ void
 reqid_next(struct reqid_gen *g, char out[REQID_GEN_LEN + 1])
 {
     static const char hex[] = "0123456789abcdef";
-    uint64_t parts[2] = {g->prefix, mix64(g->counter++)};
+    const uint64_t parts[2] = {g->prefix, mix64(g->counter++)};
 
     for (int p = 0; p < 2; p++)
         for (int i = 0; i < 16; i++)

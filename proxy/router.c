@@ -300,6 +300,7 @@ pick_server(struct cluster_rt *c, const struct pick_avoid *a)
     }
     si = c->ops->pick(c->peers, c->nservers);
     for (size_t j = 0; j < c->nservers; j++)
+        /* cppcheck-suppress uninitvar ; the loop above set saved[0..nservers) (a VLA it misreads) */
         c->peers[j].usable = saved[j];
     return si;
 }
@@ -327,6 +328,7 @@ pick_masked(struct router *r, const struct pick_avoid *a, bool avoid_provider)
     }
     ci = balancer_swrr.pick(r->cluster_peers, r->nclusters);
     for (size_t i = 0; i < r->nclusters; i++)
+        /* cppcheck-suppress uninitvar ; the loop above set saved[0..nclusters) (a VLA it misreads) */
         r->cluster_peers[i].usable = saved[i];
     if (ci >= 0)
         si = pick_server(&r->clusters[ci], a);
@@ -337,11 +339,10 @@ struct server_rt *
 router_pick(struct router *r, const struct pick_avoid *avoid)
 {
     struct server_rt *s = NULL;
-    int ci, si;
 
     refresh(r);
     if (avoid == NULL || (avoid->ntried == 0 && avoid->provider == NULL)) {
-        ci = balancer_swrr.pick(r->cluster_peers, r->nclusters);
+        int si, ci = balancer_swrr.pick(r->cluster_peers, r->nclusters);
         if (ci < 0)
             return NULL;
         si = r->clusters[ci].ops->pick(r->clusters[ci].peers, r->clusters[ci].nservers);

@@ -46,7 +46,6 @@ static int __attribute__((format(printf, 3, 4)))
 fail(char *err, size_t errlen, const char *fmt, ...)
 {
     unsigned long e = ERR_peek_last_error();
-    char why[256] = "";
     va_list ap;
     int n;
 
@@ -54,6 +53,7 @@ fail(char *err, size_t errlen, const char *fmt, ...)
     n = vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
     if (e != 0 && n > 0 && (size_t)n < errlen) {
+        char why[256];
         ERR_error_string_n(e, why, sizeof(why));
         snprintf(err + n, errlen - (size_t)n, " (%s)", why);
     }
