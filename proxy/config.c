@@ -398,6 +398,7 @@ check_process(struct config *cfg, struct config_error *err)
             return cross_fail(err, "process.group: only with process.user");
         return 0;
     }
+    /* cppcheck-suppress getpwnamCalled ; config loads on the main thread, the only reader */
     if ((pw = getpwnam(p->user)) == NULL)
         return cross_fail(err, "process.user: no user named \"%s\"", p->user);
     if (pw->pw_uid == 0)
@@ -405,6 +406,7 @@ check_process(struct config *cfg, struct config_error *err)
     p->uid = pw->pw_uid;
     p->gid = pw->pw_gid;
     if (p->group != NULL) {
+        /* cppcheck-suppress getgrnamCalled ; config loads on the main thread, the only reader */
         if ((gr = getgrnam(p->group)) == NULL)
             return cross_fail(err, "process.group: no group named \"%s\"", p->group);
         p->gid = gr->gr_gid;

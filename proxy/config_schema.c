@@ -425,6 +425,8 @@ static const struct cfg_field fleet_fields[] = {
 static const struct cfg_object fleet_schema = {0, FIELDS(fleet_fields)};
 
 /* The three keys of a struct route_match embedded at `member` of type T. */
+/* NOLINTBEGIN(bugprone-macro-parentheses): `member` is offsetof's member designator, which
+ * cannot be parenthesised */
 #define ROUTE_MATCH(T, member)                                                                     \
     {.key = "listeners", .type = CFG_STRINGS, .offset = offsetof(T, member.listeners),             \
      .count_offset = offsetof(T, member.nlisteners), .min = 1, .max = 300, .count_max = 64,        \
@@ -435,6 +437,7 @@ static const struct cfg_object fleet_schema = {0, FIELDS(fleet_fields)};
     {.key = "path_prefix", .type = CFG_STRING, .offset = offsetof(T, member.path_prefix),          \
      .min = 1, .max = 1024, .def_str = "/",                                                        \
      .doc = "Applies to normalised paths starting with this (\"/admin/\")"}
+/* NOLINTEND(bugprone-macro-parentheses) */
 
 static const struct cfg_field access_rule_fields[] = {
     {.key = "name", .type = CFG_NAME, .offset = offsetof(struct access_rule_conf, name),

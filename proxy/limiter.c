@@ -109,7 +109,7 @@ find(struct shard *s, const uint8_t key[16], uint64_t h)
 
 /* Remove e, shifting back the entries after it that probed past it. */
 static void
-remove_entry(struct shard *s, struct entry *e)
+remove_entry(struct shard *s, const struct entry *e)
 {
     size_t i = (size_t)(e - s->slots), j = i;
 

@@ -34,10 +34,12 @@ parse_v1(const uint8_t *buf, size_t len, struct sockaddr_storage *src)
 {
     char line[PROXYPROTO_V1_MAX + 1], *f[6], *save = NULL;
     const uint8_t *crlf = NULL;
-    size_t n = len < PROXYPROTO_V1_MAX ? len : PROXYPROTO_V1_MAX;
+    size_t n = len;
     int nf = 0;
     uint16_t sport, dport;
 
+    if (n > PROXYPROTO_V1_MAX) /* (not ?:, which cppcheck 2.10 misreads as n == 0) */
+        n = PROXYPROTO_V1_MAX;
     /* The line holds no CR, LF or NUL but its CRLF end: else the verdict would depend on how
      * much of it one read returned (a bare LF refused, the same bytes with the CRLF accepted). */
     for (size_t i = 0; i < n && crlf == NULL; i++) {

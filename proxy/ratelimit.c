@@ -50,10 +50,10 @@ static bool
 key_for(const struct rate_limit_conf *l, const struct access_request *r,
         const struct http_msg *req, uint8_t key[16])
 {
-    uint8_t addr[16];
     int i;
 
     if (l->key_kind == RATE_KEY_CLIENT_IP) {
+        uint8_t addr[16];
         limiter_key_addr(r->client, addr);
         digest_key(l->name, addr, sizeof(addr), key);
         return true;

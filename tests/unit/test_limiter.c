@@ -114,7 +114,7 @@ test_rate_and_burst(void **state)
 static void
 test_full_table_fails_open_and_sweeps(void **state)
 {
-    struct limiter *t = limiter_new(64 * 4); /* about 5 per shard */
+    struct limiter *t = limiter_new((size_t)64 * 4); /* about 5 per shard */
     struct limiter_rules r = {.max_conns = 1, .rate = 1, .burst = 1};
     struct sockaddr_storage ss[2000];
     int untracked = 0, ok = 0;
@@ -142,7 +142,7 @@ test_full_table_fails_open_and_sweeps(void **state)
 static void
 test_deletions_keep_every_entry_findable(void **state)
 {
-    struct limiter *t = limiter_new(64 * 50);
+    struct limiter *t = limiter_new((size_t)64 * 50);
     struct limiter_rules r = {.max_conns = 2};
     struct sockaddr_storage ss[1500];
     char ip[32];
