@@ -32,6 +32,7 @@ struct runtime {
     struct tls_tickets *tickets; /* session ticket keys, shared by every TLS listener */
     struct tls_server **tls;     /* per listener of cfg, NULL for plain ones */
     struct event *rotate_ev;     /* ticket key rotation */
+    struct event *flush_ev;      /* expired sessions out of the TLS session caches */
     struct health *health;       /* the current health thread (a reference) */
     struct stats *stats;         /* counters, shared with the workers */
     atomic_bool workers_ready;   /* `workers` is complete: the health thread may notify them */
@@ -62,7 +63,8 @@ int runtime_check(struct config *cfg, char *err, size_t errlen);
 /* The health thread's notification: tell every worker that server states changed. */
 void runtime_notify_workers(void *arg);
 
-/* (Re)arm the ticket key rotation timer for rt->cfg. Returns 0 or -1. */
+/* (Re)arm the ticket key rotation timer for rt->cfg, and the TLS session caches' flush. Returns 0
+ * or -1. */
 int runtime_rotation(struct runtime *rt);
 
 /* Build and start the workers on rt->cfg with the listening sockets fds (taken: one per worker

@@ -43,6 +43,9 @@ const char *tls_server_hsts(const struct tls_server *s);
  * Does nothing for plain bufferevents. */
 void tls_keep_session(struct bufferevent *bev);
 
+/* Drop the expired sessions of s's caches (the main thread, every few seconds; `now`: time()). */
+void tls_server_flush_sessions(struct tls_server *s, long now);
+
 /* Classify why a handshake failed, from the OpenSSL error libevent reports (0: none known). */
 enum reason tls_handshake_reason(unsigned long ssl_error);
 

@@ -348,6 +348,8 @@ run(struct runtime *rt)
     free(rt->workers);
     if (rt->rotate_ev != NULL)
         event_free(rt->rotate_ev);
+    if (rt->flush_ev != NULL)
+        event_free(rt->flush_ev);
     runtime_tls_free(rt->tls, rt->cfg->nlisteners);
     tls_tickets_free(rt->tickets);
     if (rt->base != NULL)

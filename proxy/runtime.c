@@ -95,11 +95,31 @@ on_rotate(evutil_socket_t fd, short what, void *arg)
         log_error("tls: cannot make a new session ticket key; keeping the current one");
 }
 
+#define SESSION_FLUSH_S 5 /* expired cached TLS sessions are dropped this often */
+
+static void
+on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    struct runtime *rt = arg;
+    long now = (long)time(NULL);
+
+    (void)fd;
+    (void)what;
+    for (size_t i = 0; rt->tls != NULL && i < rt->cfg->nlisteners; i++)
+        tls_server_flush_sessions(rt->tls[i], now);
+}
+
 int
 runtime_rotation(struct runtime *rt)
 {
     int rotate = config_ticket_rotate_s(rt->cfg);
-    struct timeval tv = {.tv_sec = rotate};
+    struct timeval tv = {.tv_sec = rotate}, flush = {.tv_sec = SESSION_FLUSH_S};
+
+    if (rt->flush_ev == NULL)
+        rt->flush_ev = event_new(rt->base, -1, EV_PERSIST, on_flush, rt);
+    if (rt->flush_ev == NULL || (!event_pending(rt->flush_ev, EV_TIMEOUT, NULL) &&
+                                 event_add(rt->flush_ev, &flush) < 0))
+        return -1;
 
     if (rt->rotate_ev == NULL)
         rt->rotate_ev = event_new(rt->base, -1, EV_PERSIST, on_rotate, rt);

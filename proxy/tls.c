@@ -224,13 +224,17 @@ new_ctx(const struct tls_listen_conf *c, struct tls_server *s, struct tls_ticket
     SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
     SSL_CTX_set_timeout(ctx, c->session_timeout_s);
     if (c->session_cache > 0) {
-        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+        /* OpenSSL would scan the whole cache for expired sessions every 255 handshakes, in the
+         * handshake that happens to be the 255th: the main thread does it every few seconds
+         * instead (tls_server_flush_sessions) */
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_AUTO_CLEAR);
         SSL_CTX_sess_set_cache_size(ctx, c->session_cache);
     } else {
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     }
     if (c->session_tickets) {
         tls_tickets_attach(tickets, ctx);
+        SSL_CTX_set_num_tickets(ctx, 1); /* TLS 1.3: one resumption needs one (OpenSSL sends 2) */
     } else {
         SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
         SSL_CTX_set_num_tickets(ctx, c->session_cache > 0 ? 1 : 0);
@@ -446,4 +450,11 @@ tls_handshake_reason(unsigned long e)
     case SSL_R_CLIENTHELLO_TLSEXT: return REASON_TLS_UNKNOWN_SNI;
     }
     return REASON_TLS_ERROR;
+}
+
+void
+tls_server_flush_sessions(struct tls_server *s, long now)
+{
+    for (size_t i = 0; s != NULL && i < s->ngroups; i++)
+        SSL_CTX_flush_sessions(s->groups[i].ctx, now);
 }

@@ -19,12 +19,20 @@ struct tls_tickets {
 };
 
 static int ex_index = -1; /* SSL_CTX ex_data slot for the store (set once, before threads) */
+static EVP_CIPHER *aes_256_cbc; /* fetched once: OpenSSL 3 would look it up per ticket */
 static pthread_once_t ex_once = PTHREAD_ONCE_INIT;
 
 static void
 ex_init(void)
 {
     ex_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    aes_256_cbc = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+}
+
+static const EVP_CIPHER *
+ticket_cipher(void)
+{
+    return aes_256_cbc != NULL ? aes_256_cbc : EVP_aes_256_cbc();
 }
 
 static void
@@ -149,12 +157,12 @@ ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char iv[EVP_MAX_IV_LENG
         if (RAND_bytes(iv, 16) != 1)
             rc = -1;
         memcpy(key_name, k.name, 16);
-        if (rc == 1 && (EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes_key, iv) != 1 ||
+        if (rc == 1 && (EVP_EncryptInit_ex(cctx, ticket_cipher(), NULL, k.aes_key, iv) != 1 ||
                         set_mac_key(hctx, k.hmac_key) != 1))
             rc = -1;
     } else {
         rc = tls_tickets_find(t, key_name, &k);
-        if (rc > 0 && (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes_key, iv) != 1 ||
+        if (rc > 0 && (EVP_DecryptInit_ex(cctx, ticket_cipher(), NULL, k.aes_key, iv) != 1 ||
                        set_mac_key(hctx, k.hmac_key) != 1))
             rc = -1;
     }
