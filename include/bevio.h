@@ -17,8 +17,10 @@
 #include <stddef.h>
 
 /* When the input holds 4096 bytes or more (libevent's read was full), read what the socket
- * holds now, up to `room` more bytes. */
-void bevio_read_more(struct bufferevent *bev, size_t room);
+ * holds now, up to `room` more bytes. Returns -1 when the read met a socket error (a reset):
+ * the caller reports it as libevent would (BEV_EVENT_READING | BEV_EVENT_ERROR), since the
+ * kernel reports it only once. */
+int bevio_read_more(struct bufferevent *bev, size_t room);
 
 /* Write what the output holds now. Returns true when it is empty afterwards and the write event
  * was disarmed: the caller then does what its write callback would have done. */

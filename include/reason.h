@@ -42,6 +42,8 @@ enum reason {
                                      slash where not allowed (403) */
     REASON_URI_TOO_LONG,          /* a path over ACCESS_PATH_MAX (414) */
     REASON_RATE_LIMITED,          /* a rate limit refused the request (429) */
+    REASON_PANIC,                 /* counter only: every server was out by passive checks alone;
+                                     one was tried anyway (router_pick_panic) */
     REASON_PROXY_HEADER,          /* counter only: a connection without a valid PROXY header */
     REASON_IP_CONN_LIMIT,         /* counter only: a connection over max_connections_per_ip */
     REASON_IP_RATE_LIMIT,         /* counter only: a connection over new_connections_per_ip_s */

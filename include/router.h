@@ -62,6 +62,7 @@ struct router {
     struct server_rt **by_id;   /* every server, sorted by id (router_find) */
     struct server_rt **by_index; /* every server, by its index (router_at) */
     size_t nservers;
+    size_t panic_next;          /* where the next panic pick starts (spreads them) */
 };
 
 /* What a pick must avoid: servers already tried for this request, and the provider that just
@@ -92,6 +93,13 @@ void router_unref(struct router *r);
 
 /* Choose a server for a request, or NULL when none can take one. `avoid` may be NULL. */
 struct server_rt *router_pick(struct router *r, const struct pick_avoid *avoid);
+
+/* No server is usable and every one that is out was taken out by failures of real traffic
+ * alone (passive checks, the provider breaker), not by an active check, an operator or the
+ * fleet: such ejections can be an artefact of overload on this side (timeouts while the machine
+ * is starved), and taking the whole service out for eject_ms on that evidence is worse than
+ * trying. Envoy calls this panic routing. A server not in avoid->tried, in turn; NULL: none. */
+struct server_rt *router_pick_panic(struct router *r, const struct pick_avoid *avoid);
 
 /* The server with config index i, or NULL. */
 static inline struct server_rt *

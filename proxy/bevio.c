@@ -10,13 +10,14 @@
 #include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <errno.h>
 #include <sys/uio.h>
 
 #include "bevio.h"
 
 #define LIBEVENT_MAX_READ 4096 /* EVBUFFER_MAX_READ in libevent 2.1's buffer.c */
 
-void
+int
 bevio_read_more(struct bufferevent *bev, size_t room)
 {
     struct evbuffer *in = bufferevent_get_input(bev);
@@ -26,19 +27,25 @@ bevio_read_more(struct bufferevent *bev, size_t room)
     ssize_t got;
 
     if (room == 0 || evbuffer_get_length(in) < LIBEVENT_MAX_READ)
-        return;
+        return 0;
     evbuffer_unfreeze(in, 0);
     n = evbuffer_reserve_space(in, (ev_ssize_t)room, v, 2);
     if (n <= 0) {
         evbuffer_freeze(in, 0);
-        return;
+        return 0;
     }
     for (int i = 0; i < n; i++) {
         io[i].iov_base = v[i].iov_base;
         io[i].iov_len = v[i].iov_len;
     }
     got = readv(bufferevent_getfd(bev), io, n);
-    if (got <= 0) { /* nothing more now; an end or an error shows on libevent's next read */
+    if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        /* the kernel reports a socket error once: libevent's next read would see an end */
+        evbuffer_commit_space(in, v, 0);
+        evbuffer_freeze(in, 0);
+        return -1;
+    }
+    if (got <= 0) { /* nothing more now; an end shows on libevent's next read */
         evbuffer_commit_space(in, v, 0);
     } else {
         if ((size_t)got <= v[0].iov_len) {
@@ -50,6 +57,7 @@ bevio_read_more(struct bufferevent *bev, size_t room)
         evbuffer_commit_space(in, v, n);
     }
     evbuffer_freeze(in, 0);
+    return 0;
 }
 
 void

@@ -754,6 +754,8 @@ read_head(struct conn *c)
 
 /* ---- client socket callbacks --------------------------------------------------------------------- */
 
+static void client_event_cb(struct bufferevent *bev, short what, void *arg);
+
 static void
 client_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -764,7 +766,10 @@ client_read_cb(struct bufferevent *bev, void *arg)
     if (c->tls == NULL && (c->state == CONN_BUFFERING_BODY || c->state == CONN_STREAMING)) {
         size_t len = evbuffer_get_length(bufferevent_get_input(bev));
         size_t high = (size_t)c->cfg->limits.buffer_bytes;
-        bevio_read_more(bev, len < high ? high - len : 0);
+        if (bevio_read_more(bev, len < high ? high - len : 0) < 0) {
+            client_event_cb(bev, BEV_EVENT_READING | BEV_EVENT_ERROR, c);
+            return;
+        }
     }
     switch (c->state) {
     case CONN_IDLE:
@@ -992,9 +997,8 @@ client_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void
 
     (void)buf;
     p->bytes += info->n_deleted;
-    if (info->orig_size + info->n_added - info->n_deleted == 0)
-        pace_stop(p, now);
-    else
+    pace_stop(p, now); /* the wait so far counts at every change, not only once drained */
+    if (info->orig_size + info->n_added - info->n_deleted != 0)
         pace_wait(p, now);
     if (info->n_deleted > 0 && !c->reads_too_slowly && c->state != CONN_CLOSED &&
         pace_too_slow(p, c->cfg->timeouts.client_send_ms, c->cfg->limits.client_read_min_rate)) {
@@ -1049,9 +1053,15 @@ proxy_header_cb(evutil_socket_t fd, short what, void *arg)
     ssize_t n = recv(fd, buf, sizeof(buf), MSG_PEEK);
     int len;
 
+    const struct listener_conf *l = c->listener->conf;
+
     (void)what;
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
+    /* with trusted_proxies, only those balancers may name clients */
+    if (l->ntrusted_proxies > 0 &&
+        !cidr_match_any(l->trusted_nets, l->ntrusted_proxies, (const struct sockaddr *)&c->peer))
+        n = 0;
     len = n > 0 ? proxyproto_parse(buf, (size_t)n, &src) : PROXYPROTO_INVALID;
     if (len == PROXYPROTO_MORE && (size_t)n < sizeof(buf))
         return;
@@ -1063,12 +1073,11 @@ proxy_header_cb(evutil_socket_t fd, short what, void *arg)
     }
     event_free(c->pp_ev);
     c->pp_ev = NULL;
-    if (src.ss_family != AF_UNSPEC) {
+    if (src.ss_family != AF_UNSPEC) /* else (UNKNOWN, LOCAL) the balancer speaks for itself */
         describe_client(c, (const struct sockaddr *)&src);
-        if (!worker_admit(c->w, (const struct sockaddr *)&src, &c->ip_counted)) {
-            conn_close_now(c, REASON_NONE);
-            return;
-        }
+    if (!worker_admit(c->w, (const struct sockaddr *)&c->peer, &c->ip_counted)) {
+        conn_close_now(c, REASON_NONE);
+        return;
     }
     if (open_stream(c) < 0)
         conn_close_now(c, REASON_RESOURCE);
@@ -1106,7 +1115,9 @@ conn_new(struct listener_rt *l, evutil_socket_t fd, const struct sockaddr *sa, s
                   (uint32_t)c->cfg->limits.max_header_count);
     if (l->conf->proxy_protocol) {
         c->state = CONN_PROXY_HEADER;
-        c->pp_ev = event_new(w->base, fd, EV_READ | EV_PERSIST, proxy_header_cb, c);
+        /* edge-triggered: the header is peeked, not taken, until whole; a level-triggered event
+         * would fire on every loop turn while a partial header waits */
+        c->pp_ev = event_new(w->base, fd, EV_READ | EV_PERSIST | EV_ET, proxy_header_cb, c);
         if (c->pp_ev == NULL || event_add(c->pp_ev, NULL) < 0) {
             conn_free(c);
             return NULL;

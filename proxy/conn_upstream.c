@@ -169,7 +169,8 @@ conn_start_attempt(struct conn *c)
 
     if (c->x.attempts == 0) {
         if (conn_ratelimit_route(c) || conn_affinity_route(c)) {
-            conn_set_state(c, CONN_ROUTING); /* lookup_cb starts the attempt */
+            if (c->state != CONN_ROUTING) /* the rate verdict may lead to the session lookup */
+                conn_set_state(c, CONN_ROUTING); /* lookup_cb starts the attempt */
             return;
         }
         c->x.first_attempt_us = clock_mono_us();
@@ -184,6 +185,9 @@ conn_start_attempt(struct conn *c)
                 : NULL;
     else if (c->x.attempts > 0 || s == NULL || !router_server_usable(c->router, s))
         s = c->x.ntried < CONN_MAX_ATTEMPTS ? router_pick(c->router, &avoid) : NULL;
+    if (s == NULL && c->x.ntried < CONN_MAX_ATTEMPTS &&
+        (s = router_pick_panic(c->router, &avoid)) != NULL)
+        worker_count(c->w, REASON_PANIC);
     if (s == NULL) {
         /* Nothing could take it: all down for a new request; for one that already failed
          * somewhere, that failure (502/504) says more than "no server". */

@@ -38,6 +38,7 @@ static const char *const names[REASON_COUNT] = {
     [REASON_PATH_REFUSED] = "path_refused",
     [REASON_URI_TOO_LONG] = "uri_too_long",
     [REASON_RATE_LIMITED] = "rate_limited",
+    [REASON_PANIC] = "panic",
     [REASON_PROXY_HEADER] = "proxy_header",
     [REASON_IP_CONN_LIMIT] = "ip_conn_limit",
     [REASON_IP_RATE_LIMIT] = "ip_rate_limit",

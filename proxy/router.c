@@ -353,6 +353,39 @@ router_pick(struct router *r, const struct pick_avoid *avoid)
     return s != NULL ? s : pick_masked(r, avoid, false);
 }
 
+/* Out by passive evidence only: see router_pick_panic(). */
+static bool
+passively_out(const struct server_shared *sh)
+{
+    uint8_t why = atomic_load(&sh->last_reason);
+
+    return atomic_load(&sh->admin) == ADMIN_READY &&
+           (why == CHECK_PASSIVE_CONNECT || why == CHECK_PASSIVE_TIMEOUT ||
+            why == CHECK_PASSIVE_5XX || why == CHECK_BREAKER);
+}
+
+struct server_rt *
+router_pick_panic(struct router *r, const struct pick_avoid *avoid)
+{
+    struct server_rt *pick = NULL;
+
+    if (r->table == NULL || r->nservers == 0 || router_any_usable(r))
+        return NULL;
+    for (size_t k = 0; k < r->nservers; k++) {
+        struct server_rt *s = r->by_index[k];
+        const struct server_shared *sh = &r->table->servers[s->index];
+        if (s->conf->weight > 0 && s->cluster->conf->weight > 0 && !passively_out(sh))
+            return NULL; /* something else says no: the immediate 503 stands */
+    }
+    for (size_t k = 0; k < r->nservers && pick == NULL; k++) {
+        struct server_rt *s = r->by_index[(r->panic_next + k) % r->nservers];
+        if (s->conf->weight > 0 && s->cluster->conf->weight > 0 && !tried(avoid, s))
+            pick = s;
+    }
+    r->panic_next++;
+    return pick;
+}
+
 bool
 router_server_usable(const struct router *r, const struct server_rt *s)
 {

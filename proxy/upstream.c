@@ -22,6 +22,8 @@
 
 #define MAX_SINGLE_IO 65536 /* bytes per read(2)/write(2): fewer syscalls on large bodies */
 
+static void up_event_cb(struct bufferevent *bev, short what, void *arg);
+
 static void
 up_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -33,7 +35,10 @@ up_read_cb(struct bufferevent *bev, void *arg)
     }
     if (!upstream_is_tls(u)) {
         size_t len = evbuffer_get_length(bufferevent_get_input(bev));
-        bevio_read_more(bev, len < MAX_SINGLE_IO ? MAX_SINGLE_IO - len : 0);
+        if (bevio_read_more(bev, len < MAX_SINGLE_IO ? MAX_SINGLE_IO - len : 0) < 0) {
+            up_event_cb(bev, BEV_EVENT_READING | BEV_EVENT_ERROR, u);
+            return;
+        }
     }
     u->h->on_read(u->arg);
 }

@@ -12,6 +12,7 @@ import unittest
 from harness import (NO_PASSIVE, STREAM_BODIES, Client, E2ETestCase, T, chunked_encode, cluster,
                      closed_port_address, echo_handler, make_config, pattern_bytes, wait_until,
                      ws_frame, ws_read_frame)
+from adminlib import Admin, admin_section
 from healthlib import (CheckControl, assert_gateway_error, checks, health, served_by, spread,
                        traffic, transitions, wait_transition)
 
@@ -393,9 +394,12 @@ class AllDown(E2ETestCase):
             self.assertEqual(r.headers.get("retry-after"), "5")
             self.assertLess(elapsed, T(0.5))
 
-    def test_last_server_ejected_passively_then_503(self):
+    def test_every_server_out_by_passive_checks_alone_is_still_tried(self):
+        # passive evidence alone (no active check, no operator) takes no service out: with every
+        # server ejected that way, a request still tries one (panic routing), counted
         dead = closed_port_address(self.net.upstream_ip(0))
         cfg = make_config([cluster("ntt", [dead])])
+        cfg["admin"] = admin_section(self.net)
         with self.trident(cfg) as t:
             with Client.to(t) as c:
                 r = c.exchange("GET", "/first")
@@ -403,8 +407,33 @@ class AllDown(E2ETestCase):
             wait_transition(t, "ntt-1", "down", "passive: connections refused or reset")
             with Client.to(t) as c:
                 r = c.exchange("GET", "/second")
-            assert_gateway_error(self, r, 503)
-            self.assertEqual(r.headers.get("retry-after"), "5")
+            assert_gateway_error(self, r, 502)  # tried again (and refused again), not a 503
+            e = t.wait_for_access(lambda e: e.get("path") == "/second")
+            self.assertEqual((e["attempts"], e.get("server")), (1, "ntt-1"))
+            self.assertEqual(Admin.of(t).status()["outcomes"].get("panic"), 1)
+
+    def test_overload_timeouts_do_not_take_the_service_out(self):
+        # two response timeouts (a starved machine, a stalled server) eject the only server for
+        # eject_ms; once it answers again, requests are served at once, not 503 for 10 s
+        slow = threading.Event()
+        slow.set()
+
+        def handler(ex):
+            if slow.is_set():
+                time.sleep(0.5)
+            ex.respond(200, b"ok")
+
+        up = self.upstream(0, handler=handler)
+        cfg = make_config([cluster("ntt", [up])], timeouts={"upstream_response_ms": 200},
+                          failover={"hedge": False})
+        with self.trident(cfg) as t:
+            for i in range(2):
+                with Client.to(t) as c:
+                    assert_gateway_error(self, c.exchange("GET", f"/slow{i}"), 504)
+            wait_transition(t, "ntt-1", "down", "passive: timeouts")
+            slow.clear()
+            with Client.to(t) as c:
+                self.assertEqual(c.exchange("GET", "/after").status, 200)
 
 
 class Passive(E2ETestCase):

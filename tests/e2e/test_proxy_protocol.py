@@ -8,6 +8,7 @@ import struct
 import os
 import subprocess
 import tempfile
+import time
 import unittest
 
 from harness import Client, E2ETestCase, T, cluster, free_port, make_config
@@ -31,6 +32,13 @@ def v2(src, sport=40000, dst="192.0.2.1", dport=443, local=False):
 GET = b"GET /pp HTTP/1.1\r\nHost: app.test\r\n\r\n"
 
 
+def cpu_ticks(pid):
+    """utime + stime of a process, in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
 class ProxyProtocol(E2ETestCase):
 
     def start(self, tls=None, **extra):
@@ -39,6 +47,8 @@ class ProxyProtocol(E2ETestCase):
         cfg.update(extra.pop("top", {}))
         host = self.net.listener_ip()
         lst = {"address": f"{host}:{free_port(host)}", "proxy_protocol": True}
+        if extra.get("trusted"):
+            lst["trusted_proxies"] = extra.pop("trusted")
         if tls:
             lst["tls"] = tls
         cfg["listeners"] = [lst]
@@ -83,6 +93,23 @@ class ProxyProtocol(E2ETestCase):
                     c.send(data)
                     self.assertTrue(c.closed_by_peer(T(5)))
                     self.assertEqual(c.bytes_received, 0)
+        self.assertEqual(up.requests, [])
+
+    def test_partial_header_does_not_spin_the_worker(self):
+        # a header that never completes must cost nothing while it waits (edge-triggered)
+        t, _ = self.start()
+        c = Client.to(t)
+        self.addCleanup(c.close)
+        c.send(b"PROXY TCP4 ")
+        before = cpu_ticks(t.pid)
+        time.sleep(1.0)  # the quantity under test is CPU spent while nothing happens
+        self.assertLess(cpu_ticks(t.pid) - before, 20, "the worker spun on a partial header")
+
+    def test_only_trusted_balancers_may_send_headers(self):
+        t, up = self.start(trusted=["192.0.2.0/24"])
+        with Client.to(t) as c:
+            c.send(v1("203.0.113.30") + GET)
+            self.assertTrue(c.closed_by_peer(T(5)))
         self.assertEqual(up.requests, [])
 
     def test_header_split_across_packets(self):

@@ -93,6 +93,19 @@ class RateLimits(E2ETestCase):
         self.assertRegex(keys[0], r"^trident:rl:api-keys:[0-9a-f]{32}$")
         self.assertNotIn("shared-secret-123", repr(r.dump()))
 
+    def test_shared_limit_then_a_session_lookup(self):
+        # both ask Redis before the first attempt: the rate verdict, then the session's server
+        r = start_redis(self, self.net.ip(52))
+        cfg, up = self.config([limit("per-ip", 100)], redis_section(r))
+        cfg["affinity"] = {"source": "app", "cookie": "sid", "cache_ms": 0}
+        t = self.start(cfg)
+        wait_until(lambda: r.cmd("CLIENT", "LIST").count("\n") >= 2, T(10),
+                   what="the workers connected to Redis")
+        for i in range(4):
+            resp = self.get(t, f"/s{i}", headers=[("Cookie", "sid=abc")])
+            self.assertEqual(resp.status, 200, resp)
+        self.assertTrue(r.keys("trident:rl:*"), "the rate limit never reached Redis")
+
     def test_redis_away_each_instance_counts_alone(self):
         r = start_redis(self, self.net.ip(51))
         cfg, _ = self.config([limit("per-ip", 4)], redis_section(r))
