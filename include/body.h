@@ -40,6 +40,13 @@ struct body {
     uint64_t wire_in;     /* bytes consumed from input, framing included */
 };
 
+/* How a response's body is framed (RFC 9112 section 6.3), for a request that was HEAD or not.
+ * Only "chunked" is accepted as a transfer coding (another one would be lost when trident
+ * re-frames the body), and only when llhttp, which frames the body, reads it as chunked too.
+ * Returns -1 for a response to refuse (502): also one whose head holds an empty field name or
+ * a control character (headers_response_is_clean). */
+int body_response_kind(const struct http_msg *resp, bool head_request, enum body_kind *kind);
+
 /* Prepare b. For BODY_LENGTH `length` is the Content-Length; `msg` is needed for BODY_CHUNKED. */
 void body_init(struct body *b, enum body_kind kind, uint64_t length, bool out_chunked,
                uint64_t limit, struct http_msg *msg);

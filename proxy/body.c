@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "body.h"
+#include "headers.h"
 
 void
 body_init(struct body *b, enum body_kind kind, uint64_t length, bool out_chunked, uint64_t limit,
@@ -114,4 +115,29 @@ body_finish_eof(struct body *b, struct evbuffer *out)
 {
     if (b->kind == BODY_UNTIL_EOF && b->out_chunked)
         evbuffer_add(out, "0\r\n\r\n", 5);
+}
+
+int
+body_response_kind(const struct http_msg *resp, bool head_request, enum body_kind *kind)
+{
+    const llhttp_t *p = &resp->parser;
+    int status = p->status_code;
+
+    if (!headers_response_is_clean(resp))
+        return -1;
+    if (head_request || status == 204 || status == 304) {
+        *kind = BODY_NONE;
+        return 0;
+    }
+    if (p->flags & F_TRANSFER_ENCODING) {
+        if ((p->flags & F_CONTENT_LENGTH) || !headers_te_is_chunked(resp) ||
+            !(p->flags & F_CHUNKED))
+            return -1;
+        *kind = BODY_CHUNKED;
+    } else if (p->flags & F_CONTENT_LENGTH) {
+        *kind = p->content_length > 0 ? BODY_LENGTH : BODY_NONE;
+    } else {
+        *kind = BODY_UNTIL_EOF;
+    }
+    return 0;
 }

@@ -61,33 +61,10 @@ write_head(struct conn *c, const struct rewrite_response_ctx *ctx)
     return rc;
 }
 
-/* Response framing (RFC 9112 section 6.3). Only "chunked" is accepted as a transfer coding: another
- * one would be lost when trident re-frames the body. Returns -1 for a response to refuse. */
 static int
 response_body_kind(const struct conn *c, enum body_kind *kind)
 {
-    const struct http_msg *m = &c->up->resp;
-    const llhttp_t *p = &m->parser;
-    int status = p->status_code;
-
-    if (!headers_response_is_clean(m))
-        return -1;
-    if (c->req.parser.method == HTTP_HEAD || status == 204 || status == 304) {
-        *kind = BODY_NONE;
-        return 0;
-    }
-    if (p->flags & F_TRANSFER_ENCODING) {
-        /* chunked to both readings, llhttp's (which frames the body) and ours; see
-         * headers_check_request() */
-        if ((p->flags & F_CONTENT_LENGTH) || !headers_te_is_chunked(m) || !(p->flags & F_CHUNKED))
-            return -1;
-        *kind = BODY_CHUNKED;
-    } else if (p->flags & F_CONTENT_LENGTH) {
-        *kind = p->content_length > 0 ? BODY_LENGTH : BODY_NONE;
-    } else {
-        *kind = BODY_UNTIL_EOF;
-    }
-    return 0;
+    return body_response_kind(&c->up->resp, c->req.parser.method == HTTP_HEAD, kind);
 }
 
 static void

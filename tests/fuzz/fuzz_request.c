@@ -79,27 +79,6 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-/* The input bytes not yet handed to the parser. */
-struct feed {
-    struct fuzz_rng rng;
-    const uint8_t *data;
-    size_t size, off;
-    struct evbuffer *in;
-};
-
-/* Add one more piece of input; false when there is none. */
-static bool
-more(struct feed *f)
-{
-    size_t n = fuzz_piece(&f->rng, f->size - f->off);
-
-    if (n == 0)
-        return false;
-    fuzz_add(&f->rng, f->in, f->data + f->off, n);
-    f->off += n;
-    return true;
-}
-
 static bool
 slice_equal(struct slice a, const char *p, size_t n)
 {
@@ -208,7 +187,7 @@ check_rewritten(const struct http_msg *m, const struct req_info *info, bool chun
 
 /* Move the body as conn.c does; true when it ended where the next request may start. */
 static bool
-pump_body(struct feed *f, struct http_msg *m, int64_t max_body)
+pump_body(struct fuzz_feed *f, struct http_msg *m, int64_t max_body)
 {
     const llhttp_t *p = &m->parser;
     enum body_kind kind = BODY_NONE;
@@ -224,7 +203,7 @@ pump_body(struct feed *f, struct http_msg *m, int64_t max_body)
         return false; /* 413 before a byte of it is read */
     body_init(&b, kind, p->content_length, kind == BODY_CHUNKED, (uint64_t)max_body, m);
     out = evbuffer_new();
-    while ((st = body_pump(&b, f->in, out)) == BODY_AGAIN && more(f))
+    while ((st = body_pump(&b, f->in, out)) == BODY_AGAIN && fuzz_more(f))
         ;
     FUZZ_ASSERT(b.moved <= (uint64_t)max_body);
     if (kind == BODY_CHUNKED && (st == BODY_AGAIN || st == BODY_DONE))
@@ -240,7 +219,7 @@ pump_body(struct feed *f, struct http_msg *m, int64_t max_body)
  */
 
 static bool
-on_head(struct feed *f, struct http_msg *m)
+on_head(struct fuzz_feed *f, struct http_msg *m)
 {
     struct rewrite_request_ctx ctx = {
         .client_ip = "192.0.2.1",
@@ -271,7 +250,7 @@ on_head(struct feed *f, struct http_msg *m)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct feed f = {.data = data, .size = size, .off = 2};
+    struct fuzz_feed f = {.data = data, .size = size, .off = 2};
     struct http_msg m;
 
     if (size < 2)
@@ -282,7 +261,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int n = 0; n < MAX_MESSAGES; n++) {
         enum http_step st;
 
-        while ((st = http_msg_feed(&m, f.in, NULL)) == HTTP_AGAIN && more(&f))
+        while ((st = http_msg_feed(&m, f.in, NULL)) == HTTP_AGAIN && fuzz_more(&f))
             ;
         if (st != HTTP_HEAD_DONE) {
             FUZZ_ASSERT(st == HTTP_AGAIN || m.error != HTTP_ERR_NONE);

@@ -26,49 +26,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-struct feed {
-    struct fuzz_rng rng;
-    const uint8_t *data;
-    size_t size, off;
-    struct evbuffer *in;
-};
-
-static bool
-more(struct feed *f)
-{
-    size_t n = fuzz_piece(&f->rng, f->size - f->off);
-
-    if (n == 0)
-        return false;
-    fuzz_add(&f->rng, f->in, f->data + f->off, n);
-    f->off += n;
-    return true;
-}
-
-/* conn_response.c's response_body_kind() for a GET; -1: a response to refuse with 502. */
-static int
-body_kind(const struct http_msg *m, enum body_kind *kind)
-{
-    const llhttp_t *p = &m->parser;
-
-    if (!headers_response_is_clean(m))
-        return -1;
-    if (p->status_code == 204 || p->status_code == 304) {
-        *kind = BODY_NONE;
-        return 0;
-    }
-    if (p->flags & F_TRANSFER_ENCODING) {
-        if ((p->flags & F_CONTENT_LENGTH) || !headers_te_is_chunked(m) || !(p->flags & F_CHUNKED))
-            return -1;
-        *kind = BODY_CHUNKED;
-    } else if (p->flags & F_CONTENT_LENGTH) {
-        *kind = p->content_length > 0 ? BODY_LENGTH : BODY_NONE;
-    } else {
-        *kind = BODY_UNTIL_EOF;
-    }
-    return 0;
-}
-
 /* The head written for the client parses again and says what trident decided. */
 static void
 check_head(const struct http_msg *m, const struct rewrite_response_ctx *ctx, struct evbuffer *out)
@@ -95,7 +52,7 @@ check_head(const struct http_msg *m, const struct rewrite_response_ctx *ctx, str
 }
 
 static void
-final_head(struct feed *f, struct http_msg *m, bool http10)
+final_head(struct fuzz_feed *f, struct http_msg *m, bool http10)
 {
     struct rewrite_response_ctx ctx = {
         .http10 = http10,
@@ -107,7 +64,7 @@ final_head(struct feed *f, struct http_msg *m, bool http10)
     enum body_step st;
     struct body b;
 
-    if (body_kind(m, &kind) < 0)
+    if (body_response_kind(m, false, &kind) < 0)
         return; /* 502 */
     ctx.chunked = !http10 && (kind == BODY_CHUNKED || kind == BODY_UNTIL_EOF);
     ctx.close = http10 && (kind == BODY_CHUNKED || kind == BODY_UNTIL_EOF);
@@ -116,7 +73,7 @@ final_head(struct feed *f, struct http_msg *m, bool http10)
     check_head(m, &ctx, out);
     evbuffer_drain(out, (size_t)-1);
     body_init(&b, kind, m->parser.content_length, ctx.chunked, UINT64_MAX, m);
-    while ((st = body_pump(&b, f->in, out)) == BODY_AGAIN && more(f))
+    while ((st = body_pump(&b, f->in, out)) == BODY_AGAIN && fuzz_more(f))
         ;
     if (st == BODY_AGAIN && kind == BODY_UNTIL_EOF)
         body_finish_eof(&b, out); /* the server closed: the body ends here */
@@ -142,7 +99,7 @@ switching_protocols(const struct http_msg *m)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct feed f = {.data = data, .size = size, .off = 2};
+    struct fuzz_feed f = {.data = data, .size = size, .off = 2};
     struct http_msg m;
     bool http10;
 
@@ -156,7 +113,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         enum http_step st;
         int status;
 
-        while ((st = http_msg_feed(&m, f.in, NULL)) == HTTP_AGAIN && more(&f))
+        while ((st = http_msg_feed(&m, f.in, NULL)) == HTTP_AGAIN && fuzz_more(&f))
             ;
         if (st != HTTP_HEAD_DONE || m.parser.http_major != 1)
             break; /* 502, or the server is still silent */

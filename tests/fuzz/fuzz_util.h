@@ -8,6 +8,7 @@
 #define TRIDENT_FUZZ_UTIL_H
 
 #include <event2/buffer.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -130,6 +131,27 @@ fuzz_check_rechunked(struct evbuffer *body, uint64_t moved, bool done)
     FUZZ_ASSERT(decoded == moved && evbuffer_get_length(in) == 0);
     http_msg_release(&r);
     evbuffer_free(in);
+}
+
+/* The input bytes not yet handed to a parser. */
+struct fuzz_feed {
+    struct fuzz_rng rng;
+    const uint8_t *data;
+    size_t size, off;
+    struct evbuffer *in;
+};
+
+/* Add one more piece of input (of a length the rng picks); false when there is none. */
+static inline bool
+fuzz_more(struct fuzz_feed *f)
+{
+    size_t n = fuzz_piece(&f->rng, f->size - f->off);
+
+    if (n == 0)
+        return false;
+    fuzz_add(&f->rng, f->in, f->data + f->off, n);
+    f->off += n;
+    return true;
 }
 
 #endif
