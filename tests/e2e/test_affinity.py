@@ -56,7 +56,7 @@ import tempfile
 import time
 import unittest
 
-from harness import (Client, E2ETestCase, Headers, Reader, T, build_request, cluster,
+from harness import (Client, E2ETestCase, Headers, Reader, T, Trident, build_request, cluster,
                      default_handler, free_port, make_config, run_check, split_head, wait_until)
 from healthlib import health
 from adminlib import Admin, admin_section, wait_server, wait_status
@@ -173,8 +173,28 @@ def tls_get(t, target="/"):
         return int(line.split()[1]), Headers(fields)
 
 
+class RedisTrident(Trident):
+    """A Trident that, once started, waits until its Redis connections are up (when it has an
+    admin endpoint to ask): a session learnt before a worker's connection is up is stored only
+    on its next request, which tests that count Redis writes do not make."""
+
+    def __init__(self, config, wait_redis=True, **kw):
+        super().__init__(config, **kw)
+        self.wait_redis = wait_redis
+
+    def start(self):
+        super().start()
+        if self.wait_redis and "redis" in self.config and "admin" in self.config:
+            wait_status(Admin.of(self), lambda st: st["redis"]["state"] == "connected", T(10),
+                        "every Redis connection up")
+        return self
+
+
 class AffinityCase(E2ETestCase):
     """Builds the three providers' clusters and the configs of instances "a" and "b"."""
+
+    def trident(self, config, **kw):
+        return RedisTrident(config, net=self.net, **kw)
 
     def providers(self, per_provider=2, handler=None, checks=None, weights=None):
         """per_provider upstreams per provider, named by their server ids (ntt-1, ntt-2, ...):
@@ -455,6 +475,9 @@ class RedisOutage(AffinityCase):
         """n application sessions started on t (login spread by the balancer), looked up in
         Redis by both workers of t (so each worker remembers them): [(secret, server)]."""
         mon = start_monitor(self, r)
+        # a session learnt before a worker's connection is up is stored only on its next
+        # request: start when every connection is
+        wait_status(Admin.of(t), all_connected_to(r.address), T(10), "every connection up")
         sessions = []
         for i in range(n):
             resp = fresh(t, f"/login{i}")
@@ -581,7 +604,8 @@ class Auth(AffinityCase):
         wrong = "Wr0ng-e2e-p@ssw0rd"
         r = start_redis(self, self.net.ip(50), password="e2e-Requirep@ss")
         _, clusters = self.providers(per_provider=1)
-        with self.trident(self.instance("a", clusters, redis_section(r, password=wrong))) as t:
+        with self.trident(self.instance("a", clusters, redis_section(r, password=wrong)),
+                          wait_redis=False) as t:
             adm = Admin.of(t)
             wait_each_worker(t, rf"cannot connect to {re.escape(r.address)} \(WRONGPASS",
                              timeout=T(5))
