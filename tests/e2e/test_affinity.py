@@ -185,8 +185,12 @@ class RedisTrident(Trident):
     def start(self):
         super().start()
         if self.wait_redis and "redis" in self.config and "admin" in self.config:
-            wait_status(Admin.of(self), lambda st: st["redis"]["state"] == "connected", T(10),
-                        "every Redis connection up")
+            try:
+                wait_status(Admin.of(self), lambda st: st["redis"]["state"] == "connected",
+                            T(10), "every Redis connection up")
+            except BaseException:
+                self.kill()  # __exit__ will not run: the with statement never entered
+                raise
         return self
 
 
