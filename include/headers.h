@@ -36,6 +36,9 @@ int headers_check_request(const struct http_msg *m, struct req_info *info, enum 
  * the next non-empty element with surrounding whitespace removed, advancing *pos. */
 bool headers_next_token(const char *s, size_t n, size_t *pos, struct slice *tok);
 
+/* The length of a Host value without its port (a ':' outside an IPv6 literal's brackets). */
+size_t headers_host_without_port(const char *host, size_t len);
+
 /* Whether any field named `name` holds `token` in its comma-separated list (case-insensitive). */
 bool headers_list_has(const struct http_msg *m, const char *name, size_t name_len,
                       const char *token, size_t token_len);

@@ -7,6 +7,7 @@
 
 #include "access_rules.h"
 #include "cidr.h"
+#include "headers.h"
 #include "hex.h"
 
 static bool
@@ -135,15 +136,11 @@ listener_matches(const struct route_match *r, const struct listener_conf *l)
     return false;
 }
 
-/* Host without its port (outside an IPv6 literal) and a trailing dot. */
+/* Host without its port and a trailing dot. */
 static size_t
 host_name_len(const char *h, size_t n)
 {
-    for (size_t i = n; i-- > 0 && h[i] != ']';)
-        if (h[i] == ':') {
-            n = i;
-            break;
-        }
+    n = headers_host_without_port(h, n);
     if (n > 0 && h[n - 1] == '.')
         n--;
     return n;

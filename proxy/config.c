@@ -180,6 +180,21 @@ check_clusters(struct config *cfg, struct config_error *err)
     return 0;
 }
 
+/* The CIDR strings at `path` (a JSON path such as "admin.allow") into a calloc'd array. */
+static int
+parse_cidrs(char **texts, size_t n, struct cidr **out, const char *path, const char *example,
+            struct config_error *err)
+{
+    *out = calloc(n ? n : 1, sizeof(**out));
+    if (*out == NULL)
+        return cross_fail(err, "%s: out of memory", path);
+    for (size_t i = 0; i < n; i++)
+        if (cidr_parse(texts[i], &(*out)[i]) < 0)
+            return cross_fail(err, "%s[%zu]: expected an address or a network such as %s", path,
+                              i, example);
+    return 0;
+}
+
 static int
 check_admin(struct config *cfg, struct config_error *err)
 {
@@ -200,13 +215,9 @@ check_admin(struct config *cfg, struct config_error *err)
                 return cross_fail(err, "admin.tokens[%zu].name: duplicate name \"%s\"", i,
                                   a->tokens[i].name);
     }
-    a->allow_nets = calloc(a->nallow ? a->nallow : 1, sizeof(*a->allow_nets));
-    if (a->allow_nets == NULL)
-        return cross_fail(err, "admin.allow: out of memory");
-    for (size_t i = 0; i < a->nallow; i++)
-        if (cidr_parse(a->allow[i], &a->allow_nets[i]) < 0)
-            return cross_fail(err, "admin.allow[%zu]: expected an address or a network such as "
-                                   "10.0.0.0/8 or ::1/128", i);
+    if (parse_cidrs(a->allow, a->nallow, &a->allow_nets, "admin.allow",
+                    "10.0.0.0/8 or ::1/128", err) < 0)
+        return -1;
     for (size_t i = 0; i < cfg->nlisteners; i++)
         if (addr_equal(&cfg->listeners[i].addr, &a->addr))
             return cross_fail(err, "admin.address: same address as listeners[%zu]", i);
@@ -238,20 +249,6 @@ check_redis(struct config *cfg, struct config_error *err)
     for (size_t i = 0; i < r->nsentinels; i++)
         if (addr_parse(r->sentinels[i], 0, &r->sentinel_addrs[i], why, sizeof(why)) < 0)
             return cross_fail(err, "redis.sentinels[%zu]: %s", i, why);
-    return 0;
-}
-
-static int
-parse_nets(char **texts, size_t n, struct cidr **out, const char *what, size_t rule,
-           struct config_error *err)
-{
-    *out = calloc(n ? n : 1, sizeof(**out));
-    if (*out == NULL)
-        return cross_fail(err, "access.rules[%zu].%s: out of memory", rule, what);
-    for (size_t i = 0; i < n; i++)
-        if (cidr_parse(texts[i], &(*out)[i]) < 0)
-            return cross_fail(err, "access.rules[%zu].%s[%zu]: expected an address or a network "
-                                   "such as 10.0.0.0/8 or 2001:db8::/32", rule, what, i);
     return 0;
 }
 
@@ -296,10 +293,13 @@ check_match(const struct config *cfg, const struct route_match *m, const char *w
     return 0;
 }
 
+#define CIDR_EXAMPLE "10.0.0.0/8 or 2001:db8::/32"
+
 static int
 check_access_rule(struct config *cfg, size_t i, struct config_error *err)
 {
     struct access_rule_conf *r = &cfg->access.rules[i];
+    char path[64];
 
     for (size_t j = 0; j < i; j++)
         if (strcmp(cfg->access.rules[j].name, r->name) == 0)
@@ -309,25 +309,24 @@ check_access_rule(struct config *cfg, size_t i, struct config_error *err)
     for (size_t j = 0; j < r->nmethods; j++)
         if (!is_token(r->methods[j]))
             return cross_fail(err, "access.rules[%zu].methods[%zu]: expected a method name", i, j);
-    return parse_nets(r->allow, r->nallow, &r->allow_nets, "allow", i, err) < 0 ||
-                   parse_nets(r->deny, r->ndeny, &r->deny_nets, "deny", i, err) < 0
-               ? -1
-               : 0;
+    snprintf(path, sizeof(path), "access.rules[%zu].allow", i);
+    if (parse_cidrs(r->allow, r->nallow, &r->allow_nets, path, CIDR_EXAMPLE, err) < 0)
+        return -1;
+    snprintf(path, sizeof(path), "access.rules[%zu].deny", i);
+    return parse_cidrs(r->deny, r->ndeny, &r->deny_nets, path, CIDR_EXAMPLE, err);
 }
 
 static int
 check_trusted_proxies(struct config *cfg, struct config_error *err)
 {
+    char path[64];
+
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         struct listener_conf *l = &cfg->listeners[i];
-        l->trusted_nets = calloc(l->ntrusted_proxies ? l->ntrusted_proxies : 1,
-                                 sizeof(*l->trusted_nets));
-        if (l->trusted_nets == NULL)
-            return cross_fail(err, "listeners[%zu].trusted_proxies: out of memory", i);
-        for (size_t j = 0; j < l->ntrusted_proxies; j++)
-            if (cidr_parse(l->trusted_proxies[j], &l->trusted_nets[j]) < 0)
-                return cross_fail(err, "listeners[%zu].trusted_proxies[%zu]: expected an address "
-                                       "or a network such as 10.0.0.0/8", i, j);
+        snprintf(path, sizeof(path), "listeners[%zu].trusted_proxies", i);
+        if (parse_cidrs(l->trusted_proxies, l->ntrusted_proxies, &l->trusted_nets, path,
+                        "10.0.0.0/8", err) < 0)
+            return -1;
     }
     return 0;
 }

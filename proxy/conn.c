@@ -567,32 +567,35 @@ check_access(struct conn *c, enum reason *why)
     return 0;
 }
 
+/* Whether the request head announces a body (chunked, or a Content-Length above 0). */
+static bool
+request_has_body(const struct conn *c)
+{
+    const llhttp_t *p = &c->req.parser;
+
+    return (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+}
+
 /* A plain listener that only sends clients to https: 308 keeps the method and body (RFC 9110
  * section 15.4.9). A request with a body is answered without reading it, so that connection
  * closes; a body-less one keeps its connection. */
 static void
 redirect_to_https(struct conn *c)
 {
-    const llhttp_t *p = &c->req.parser;
     struct slice host = c->x.info.host, target = c->x.info.target;
     char port[8] = "";
-    size_t hlen = host.n;
+    size_t hlen;
     struct evbuffer *out = bufferevent_get_output(c->bev);
 
     if (host.n == 0) {
         conn_fail(c, 400, REASON_BAD_REQUEST); /* HTTP/1.0 without Host: nowhere to send it */
         return;
     }
-    /* Strip the client's port (not inside an IPv6 literal); add the https port unless 443. */
-    for (size_t i = host.n; i-- > 0 && host.p[i] != ']';)
-        if (host.p[i] == ':') {
-            hlen = i;
-            break;
-        }
+    /* Strip the client's port; add the https port unless 443. */
+    hlen = headers_host_without_port(host.p, host.n);
     if (c->listener->conf->https_redirect_port != 443)
         snprintf(port, sizeof(port), ":%d", c->listener->conf->https_redirect_port);
-    if ((p->flags & (F_CHUNKED | F_CONTENT_LENGTH)) && (p->flags & F_CHUNKED ||
-                                                        p->content_length > 0))
+    if (request_has_body(c))
         c->x.keep_alive = false;
     c->x.status = 308;
     c->x.bytes_out += errpage_redirect(out, (int)hlen, host.p, port, (int)target.n, target.p,
@@ -691,13 +694,10 @@ on_request_head(struct conn *c)
         forwarded_client(c);
         status = check_access(c, &why);
     }
+    c->x.keep_alive = llhttp_should_keep_alive(&c->req.parser) && c->w->state == WORKER_RUNNING;
     if (status == 429) {
         /* the body (if any) is not read: the connection closes unless there is none */
-        c->req_phase = c->req.parser.flags & (F_CHUNKED | F_CONTENT_LENGTH) &&
-                               (c->req.parser.flags & F_CHUNKED || c->req.parser.content_length > 0)
-                           ? REQ_BODY
-                           : REQ_DONE;
-        c->x.keep_alive = llhttp_should_keep_alive(&c->req.parser) && c->w->state == WORKER_RUNNING;
+        c->req_phase = request_has_body(c) ? REQ_BODY : REQ_DONE;
         conn_answer(c, 429, why, c->x.rate.retry_after_s, NULL, 0);
         return;
     }
@@ -705,7 +705,6 @@ on_request_head(struct conn *c)
         conn_fail(c, status, why);
         return;
     }
-    c->x.keep_alive = llhttp_should_keep_alive(&c->req.parser) && c->w->state == WORKER_RUNNING;
     if (c->listener->conf->https_redirect_port != 0) {
         redirect_to_https(c);
         return;

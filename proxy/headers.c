@@ -262,3 +262,12 @@ headers_check_request(const struct http_msg *m, struct req_info *info, enum reas
     *why = REASON_NONE;
     return 0;
 }
+
+size_t
+headers_host_without_port(const char *host, size_t len)
+{
+    for (size_t i = len; i-- > 0 && host[i] != ']';)
+        if (host[i] == ':')
+            return i;
+    return len;
+}
