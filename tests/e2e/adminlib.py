@@ -19,7 +19,7 @@ import subprocess
 import threading
 import time
 
-from harness import Client, T, free_port, wait_until
+from harness import Client, LoadThreads, T, free_port, wait_until
 
 TOKEN = "e2e-T0ken.with/odd+chars=="
 TOKEN_NAME = "ops"
@@ -251,7 +251,7 @@ def histograms(m, name):
 
 # ---- load ------------------------------------------------------------------------------------------
 
-class Load:
+class Load(LoadThreads):
     """threads client threads sending GET path-N in a loop to (host, port) until stop() (or
     max_requests each, or max_seconds), each on a fresh connection unless keepalive (then up to
     per_conn requests per connection). Every request is recorded as (thread, n, status or the
@@ -267,24 +267,7 @@ class Load:
         self.max_seconds = T(20) if max_seconds is None else max_seconds
         self.pause = pause
         self.source = source
-        self.results = []
-        self.lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
-                         for i in range(threads)]
-
-    def start(self):
-        self.started = time.monotonic()
-        for t in self._threads:
-            t.start()
-        return self
-
-    def stop(self):
-        self._stop.set()
-        for t in self._threads:
-            t.join(T(30))
-        assert not any(t.is_alive() for t in self._threads), "a load thread is stuck"
-        return self.results
+        super().__init__(threads)
 
     def _record(self, *rec):
         with self.lock:

@@ -1102,6 +1102,35 @@ def run_check(config, timeout=30):
         shutil.rmtree(d, ignore_errors=True)
 
 
+class LoadThreads:
+    """Client threads, each running self._run(i) (a subclass's bounded loop that appends to
+    self.results under self.lock and ends when self._stop is set), started together and
+    stopped together."""
+
+    def __init__(self, threads):
+        self.results = []
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                         for i in range(threads)]
+
+    def _run(self, i):
+        raise NotImplementedError
+
+    def start(self):
+        self.started = time.monotonic()
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join(T(30))
+        assert not any(t.is_alive() for t in self._threads), "a load thread is stuck"
+        return self.results
+
+
 class Trident:
     """Runs trident on config (a dict; 'listeners' filled in on net's listener address when
     absent). Use as a context manager: started on enter, always stopped on exit; when the block

@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 
-from harness import Client, Closed, Reader, T, Truncated, free_port, wait_until
+from harness import Client, Closed, LoadThreads, Reader, T, Truncated, free_port, wait_until
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 # Debian's redis-sentinel package may be absent: redis-server runs a sentinel with --sentinel.
@@ -591,7 +591,7 @@ def get_session(trident, value, target="/s", cookie="trident_affinity", timeout=
         return c.exchange("GET", target, [("Cookie", f"{cookie}={value}"), *extra_headers])
 
 
-class SessionLoad:
+class SessionLoad(LoadThreads):
     """threads client threads that send GETs for sessions (cookie values) to tridents, each
     request on a fresh connection (so any worker may take it). Thread i's k-th request is number
     g = i + k * threads of one sequence that walks every session on the first instance, then
@@ -609,26 +609,10 @@ class SessionLoad:
         self.max_seconds = T(20) if max_seconds is None else max_seconds
         self.pause = pause
         self.timeout = T(10) if timeout is None else timeout
-        self.results = []
-        self.lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(i, threads), daemon=True)
-                         for i in range(threads)]
+        super().__init__(threads)
 
-    def start(self):
-        self.started = time.monotonic()
-        for t in self._threads:
-            t.start()
-        return self
-
-    def stop(self):
-        self._stop.set()
-        for t in self._threads:
-            t.join(T(30))
-        assert not any(t.is_alive() for t in self._threads), "a load thread is stuck"
-        return self.results
-
-    def _run(self, i, nthreads):
+    def _run(self, i):
+        nthreads = len(self._threads)
         deadline = self.started + self.max_seconds
         k = 0
         while not self._stop.is_set() and k < self.max_requests and time.monotonic() < deadline:
