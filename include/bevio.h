@@ -1,26 +1,26 @@
 /*
- * bevio: two shortcuts around libevent 2.1's socket bufferevents, for plain (not TLS) sockets,
- * where its defaults cost system calls on every request:
- * - it reads at most 4096 bytes per readiness (EVBUFFER_MAX_READ) after an FIONREAD ioctl, so a
- *   16 KiB response takes four loop turns and eight calls: bevio_read_more() takes the rest in
- *   one readv when a full read came in;
- * - it writes only on the next loop turn, arming the write event when data is queued and
- *   disarming it once written (two epoll_ctl calls per response): bevio_flush() writes at once,
+ * bevio: the I/O of plain (not TLS) socket bufferevents, done the way HAProxy and nginx do it,
+ * where libevent 2.1's defaults cost system calls on every request:
+ * - its read asks the kernel how much is waiting (ioctl FIONREAD) before every read and reads at
+ *   most 4096 bytes per readiness (EVBUFFER_MAX_READ), so a 16 KiB response took four loop turns
+ *   and eight calls. bevio_own_reads() gives the bufferevent's read event a callback of its own:
+ *   one recv(2) into a 32 KiB reservation, and a second one only when the first came back full;
+ *   the bufferevent's watermarks, read timeout and callbacks keep their meaning;
+ * - its write runs only on the next loop turn, arming the write event when data is queued and
+ *   disarming it once written (two epoll_ctl calls per response): bevio_flush() sends at once,
  *   and when the socket took everything the arming is cancelled before it reaches the kernel
- *   (the worker's loop batches event changes per turn). HAProxy and nginx write the same way.
+ *   (the worker's loop batches event changes per turn).
  */
 #ifndef TRIDENT_BEVIO_H
 #define TRIDENT_BEVIO_H
 
 #include <event2/bufferevent.h>
 #include <stdbool.h>
-#include <stddef.h>
 
-/* When the input holds 4096 bytes or more (libevent's read was full), read what the socket
- * holds now, up to `room` more bytes. Returns -1 when the read met a socket error (a reset):
- * the caller reports it as libevent would (BEV_EVENT_READING | BEV_EVENT_ERROR), since the
- * kernel reports it only once. */
-int bevio_read_more(struct bufferevent *bev, size_t room);
+/* From now on the bufferevent's socket reads are bevio's. For plain socket bufferevents whose
+ * socket is connected (a read during a connect would consume a refusal that libevent's connect
+ * check looks for). Reading stays enabled or disabled as it was. */
+void bevio_own_reads(struct bufferevent *bev);
 
 /* Write what the output holds now. Returns true when it is empty afterwards and the write event
  * was disarmed: the caller then does what its write callback would have done. */

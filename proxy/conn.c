@@ -753,8 +753,6 @@ read_head(struct conn *c)
 
 /* ---- client socket callbacks --------------------------------------------------------------------- */
 
-static void client_event_cb(struct bufferevent *bev, short what, void *arg);
-
 static void
 client_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -762,14 +760,6 @@ client_read_cb(struct bufferevent *bev, void *arg)
 
     if (c->req_phase == REQ_BODY)
         pace_stop(&c->x.pace, clock_coarse_us()); /* the client delivered */
-    if (c->tls == NULL && (c->state == CONN_BUFFERING_BODY || c->state == CONN_STREAMING)) {
-        size_t len = evbuffer_get_length(bufferevent_get_input(bev));
-        size_t high = (size_t)c->cfg->limits.buffer_bytes;
-        if (bevio_read_more(bev, len < high ? high - len : 0) < 0) {
-            client_event_cb(bev, BEV_EVENT_READING | BEV_EVENT_ERROR, c);
-            return;
-        }
-    }
     switch (c->state) {
     case CONN_IDLE:
         begin_exchange(c);
@@ -967,8 +957,12 @@ client_bev(struct conn *c, evutil_socket_t fd)
     struct bufferevent *bev;
     SSL *ssl;
 
-    if (c->tls == NULL)
-        return bufferevent_socket_new(c->w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (c->tls == NULL) {
+        bev = bufferevent_socket_new(c->w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+        if (bev != NULL)
+            bevio_own_reads(bev);
+        return bev;
+    }
     ssl = tls_server_ssl_new(c->tls);
     if (ssl == NULL)
         return NULL;

@@ -22,8 +22,6 @@
 
 #define MAX_SINGLE_IO 65536 /* bytes per read(2)/write(2): fewer syscalls on large bodies */
 
-static void up_event_cb(struct bufferevent *bev, short what, void *arg);
-
 static void
 up_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -32,13 +30,6 @@ up_read_cb(struct bufferevent *bev, void *arg)
     if (u->state == UPSTREAM_IDLE) {
         upstream_pool_drop(u->pool, u); /* a server has nothing to say on an idle connection */
         return;
-    }
-    if (!upstream_is_tls(u)) {
-        size_t len = evbuffer_get_length(bufferevent_get_input(bev));
-        if (bevio_read_more(bev, len < MAX_SINGLE_IO ? MAX_SINGLE_IO - len : 0) < 0) {
-            up_event_cb(bev, BEV_EVENT_READING | BEV_EVENT_ERROR, u);
-            return;
-        }
     }
     u->h->on_read(u->arg);
 }
@@ -64,6 +55,8 @@ up_event_cb(struct bufferevent *bev, short what, void *arg)
     if ((what & BEV_EVENT_CONNECTED) && u->state == UPSTREAM_CONNECTING) {
         int one = 1;
         setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (!upstream_is_tls(u))
+            bevio_own_reads(bev);
         u->state = UPSTREAM_ACTIVE;
         u->h->on_connected(u->arg);
         return;
