@@ -51,10 +51,21 @@ bool headers_te_is_chunked(const struct http_msg *m);
  * reason phrase holds a control character. */
 bool headers_response_is_clean(const struct http_msg *m);
 
-/* Whether field i must not be forwarded: a hop-by-hop field (RFC 9110 section 7.6.1) or one named
- * by a Connection option. Content-Length and Host are never dropped through Connection, so a
- * client cannot change how a message is framed or routed by listing them. */
-bool headers_is_hop_by_hop(const struct http_msg *m, uint32_t i);
+/* The fields of a head that must not be forwarded: hop-by-hop fields (RFC 9110 section 7.6.1) and
+ * those named by a Connection option. Content-Length and Host are never dropped through
+ * Connection, so a client cannot change how a message is framed or routed by listing them. The
+ * Connection options are read once per head (headers_hop_init), not once per field. */
+#define HEADERS_HOP_OPTIONS 8
+struct headers_hop {
+    struct slice options[HEADERS_HOP_OPTIONS]; /* into the message's buffer */
+    unsigned n;
+    bool more; /* more options than options[] holds: the message is searched for each field */
+};
+
+void headers_hop_init(struct headers_hop *h, const struct http_msg *m);
+
+/* Whether field i of m (the message h was made from) must not be forwarded. */
+bool headers_hop_is(const struct headers_hop *h, const struct http_msg *m, uint32_t i);
 
 static inline bool
 slice_eq_nocase(struct slice s, const char *lit, size_t n)

@@ -7,11 +7,6 @@
 #include "headers.h"
 #include "reqid.h"
 
-static const struct slice hop_by_hop[] = {
-    {LIT("connection")}, {LIT("keep-alive")}, {LIT("proxy-connection")}, {LIT("te")},
-    {LIT("trailer")},    {LIT("transfer-encoding")}, {LIT("upgrade")},
-};
-
 static struct slice
 field_name(const struct http_msg *m, uint32_t i)
 {
@@ -67,17 +62,57 @@ headers_list_has(const struct http_msg *m, const char *name, size_t name_len, co
     return false;
 }
 
+/* The fields hop-by-hop by name (RFC 9110 section 7.6.1, and the proxy-connection of old). */
+static bool
+hop_by_name(struct slice name)
+{
+    switch (name.n) {
+    case 2: return slice_eq_nocase(name, LIT("te"));
+    case 7: return slice_eq_nocase(name, LIT("trailer")) || slice_eq_nocase(name, LIT("upgrade"));
+    case 10:
+        return slice_eq_nocase(name, LIT("connection")) || slice_eq_nocase(name, LIT("keep-alive"));
+    case 16: return slice_eq_nocase(name, LIT("proxy-connection"));
+    case 17: return slice_eq_nocase(name, LIT("transfer-encoding"));
+    default: return false;
+    }
+}
+
+void
+headers_hop_init(struct headers_hop *h, const struct http_msg *m)
+{
+    h->n = 0;
+    h->more = false;
+    for (int i = http_find_field(m, LIT("connection"), 0); i >= 0 && !h->more;
+         i = http_find_field(m, LIT("connection"), (uint32_t)i + 1)) {
+        struct slice v = field_value(m, (uint32_t)i), tok;
+        size_t pos = 0;
+
+        while (headers_next_token(v.p, v.n, &pos, &tok)) {
+            if (h->n == HEADERS_HOP_OPTIONS) {
+                h->more = true;
+                break;
+            }
+            h->options[h->n++] = tok;
+        }
+    }
+}
+
 bool
-headers_is_hop_by_hop(const struct http_msg *m, uint32_t i)
+headers_hop_is(const struct headers_hop *h, const struct http_msg *m, uint32_t i)
 {
     struct slice name = field_name(m, i);
 
-    for (size_t h = 0; h < sizeof(hop_by_hop) / sizeof(hop_by_hop[0]); h++)
-        if (slice_eq_nocase(name, hop_by_hop[h].p, hop_by_hop[h].n))
-            return true;
-    if (slice_eq_nocase(name, LIT("content-length")) || slice_eq_nocase(name, LIT("host")))
+    if (hop_by_name(name))
+        return true;
+    if ((h->n == 0 && !h->more) || slice_eq_nocase(name, LIT("content-length")) ||
+        slice_eq_nocase(name, LIT("host")))
         return false;
-    return headers_list_has(m, LIT("connection"), name.p, name.n);
+    if (h->more)
+        return headers_list_has(m, LIT("connection"), name.p, name.n);
+    for (unsigned k = 0; k < h->n; k++)
+        if (slice_eq_nocase(name, h->options[k].p, h->options[k].n))
+            return true;
+    return false;
 }
 
 bool

@@ -1,22 +1,29 @@
 /*
- * rewrite: building forwarded heads. The output is appended piece by piece to an evbuffer that was
- * expanded once for the whole head, so a head costs one allocation at most.
+ * rewrite: building forwarded heads. A head is written into one contiguous reservation at the end
+ * of the output evbuffer and committed once: one allocation at most, and the buffer's callbacks
+ * (pace accounting on a client's output) run once per head, not once per piece.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "rewrite.h"
 
+#define HEAD_ROOM_MAX (1u << 20) /* far above any head the limits admit */
+
 struct out {
-    struct evbuffer *buf;
-    int failed;
+    char *p, *end;
+    bool short_; /* the reservation was too small: the head is written again into a larger one */
 };
 
 static void
 put(struct out *o, const char *s, size_t n)
 {
-    if (n > 0 && evbuffer_add(o->buf, s, n) < 0)
-        o->failed = 1;
+    if ((size_t)(o->end - o->p) < n) {
+        o->short_ = true;
+        return;
+    }
+    memcpy(o->p, s, n);
+    o->p += n;
 }
 
 static void
@@ -32,6 +39,27 @@ put_field(struct out *o, const char *name, size_t nlen, const char *value, size_
     put(o, ": ", 2);
     put(o, value, vlen);
     put(o, "\r\n", 2);
+}
+
+/* Run `write` into a reservation of `room` bytes at the end of `buf` and commit what it wrote,
+ * again with twice the room while it runs short. Returns 0, or -1 when out of memory. */
+static int
+emit(struct evbuffer *buf, size_t room, void (*write)(struct out *, const void *), const void *arg)
+{
+    for (; room <= HEAD_ROOM_MAX; room *= 2) {
+        struct evbuffer_iovec v;
+        struct out o;
+
+        if (evbuffer_reserve_space(buf, (ev_ssize_t)room, &v, 1) != 1)
+            return -1;
+        o = (struct out){v.iov_base, (char *)v.iov_base + v.iov_len, false};
+        write(&o, arg);
+        if (!o.short_) {
+            v.iov_len = (size_t)(o.p - (char *)v.iov_base);
+            return evbuffer_commit_space(buf, &v, 1);
+        }
+    }
+    return -1;
 }
 
 static void
@@ -82,68 +110,99 @@ put_request_line(struct out *o, const struct http_msg *m, const struct req_info 
     put(o, " HTTP/1.1\r\n", 11);
 }
 
+struct request_args {
+    const struct http_msg *m;
+    const struct req_info *info;
+    const struct rewrite_request_ctx *ctx;
+};
+
+static void
+write_request(struct out *o, const void *arg)
+{
+    const struct request_args *a = arg;
+    const struct http_msg *m = a->m;
+    const struct rewrite_request_ctx *ctx = a->ctx;
+    struct slice host = a->info->host;
+    struct headers_hop hop;
+
+    headers_hop_init(&hop, m);
+    put_request_line(o, m, a->info);
+    for (uint32_t i = 0; i < m->nfields; i++)
+        if (!headers_hop_is(&hop, m, i) && !request_field_replaced(m, i, a->info, ctx))
+            put_msg_field(o, m, i);
+    if (host.n == 0) {
+        host = (struct slice){ctx->default_host, strlen(ctx->default_host)};
+        put_field(o, LIT("Host"), host.p, host.n);
+    } else if (a->info->host_from_target) {
+        put_field(o, LIT("Host"), host.p, host.n);
+    }
+    put_forwarded_for(o, m, ctx->client_ip);
+    put_field(o, LIT("X-Forwarded-Proto"), ctx->proto, strlen(ctx->proto));
+    put_field(o, LIT("X-Forwarded-Host"), host.p, host.n);
+    put_field(o, LIT("X-Request-Id"), ctx->request_id, strlen(ctx->request_id));
+    if (ctx->chunked)
+        puts_(o, "Transfer-Encoding: chunked\r\n");
+    if (a->info->websocket)
+        puts_(o, "Connection: Upgrade\r\nUpgrade: websocket\r\n");
+    else
+        puts_(o, "Connection: keep-alive\r\n");
+    put(o, "\r\n", 2);
+}
+
 int
 rewrite_request(const struct http_msg *m, const struct req_info *info,
                 const struct rewrite_request_ctx *ctx, struct evbuffer *out)
 {
-    struct out o = {out, 0};
-    struct slice host = info->host;
+    struct request_args a = {m, info, ctx};
 
-    evbuffer_expand(out, m->len + m->nfields * 4 + 256);
-    put_request_line(&o, m, info);
-    for (uint32_t i = 0; i < m->nfields; i++)
-        if (!headers_is_hop_by_hop(m, i) && !request_field_replaced(m, i, info, ctx))
-            put_msg_field(&o, m, i);
-    if (host.n == 0) {
-        host = (struct slice){ctx->default_host, strlen(ctx->default_host)};
-        put_field(&o, LIT("Host"), host.p, host.n);
-    } else if (info->host_from_target) {
-        put_field(&o, LIT("Host"), host.p, host.n);
+    return emit(out, m->len + m->nfields * 4 + 512, write_request, &a);
+}
+
+struct response_args {
+    const struct http_msg *m;
+    const struct rewrite_response_ctx *ctx;
+};
+
+static void
+write_response(struct out *o, const void *arg)
+{
+    const struct response_args *a = arg;
+    const struct http_msg *m = a->m;
+    const struct rewrite_response_ctx *ctx = a->ctx;
+    struct headers_hop hop;
+    char line[32];
+    int n;
+
+    headers_hop_init(&hop, m);
+    n = snprintf(line, sizeof(line), "HTTP/1.1 %03d ", m->parser.status_code);
+    put(o, line, (size_t)n);
+    put(o, http_msg_at(m, m->reason_off), m->reason_len); /* none kept: no buffer either */
+    put(o, "\r\n", 2);
+    for (uint32_t i = 0; i < m->nfields; i++) {
+        /* hop-by-hop fields are dropped, except Upgrade when the response is an upgrade */
+        if ((ctx->upgrade && http_field_is(m, i, LIT("upgrade"))) || !headers_hop_is(&hop, m, i))
+            put_msg_field(o, m, i);
     }
-    put_forwarded_for(&o, m, ctx->client_ip);
-    put_field(&o, LIT("X-Forwarded-Proto"), ctx->proto, strlen(ctx->proto));
-    put_field(&o, LIT("X-Forwarded-Host"), host.p, host.n);
-    put_field(&o, LIT("X-Request-Id"), ctx->request_id, strlen(ctx->request_id));
+    if (ctx->hsts != NULL && http_find_field(m, LIT("strict-transport-security"), 0) < 0)
+        put_field(o, LIT("Strict-Transport-Security"), ctx->hsts, strlen(ctx->hsts));
+    if (ctx->set_cookie != NULL)
+        put_field(o, LIT("Set-Cookie"), ctx->set_cookie, strlen(ctx->set_cookie));
     if (ctx->chunked)
-        puts_(&o, "Transfer-Encoding: chunked\r\n");
-    if (info->websocket)
-        puts_(&o, "Connection: Upgrade\r\nUpgrade: websocket\r\n");
-    else
-        puts_(&o, "Connection: keep-alive\r\n");
-    put(&o, "\r\n", 2);
-    return o.failed ? -1 : 0;
+        puts_(o, "Transfer-Encoding: chunked\r\n");
+    if (ctx->upgrade)
+        puts_(o, "Connection: Upgrade\r\n");
+    else if (ctx->close)
+        puts_(o, "Connection: close\r\n");
+    else if (ctx->http10)
+        puts_(o, "Connection: keep-alive\r\n");
+    put(o, "\r\n", 2);
 }
 
 int
 rewrite_response(const struct http_msg *m, const struct rewrite_response_ctx *ctx,
                  struct evbuffer *out)
 {
-    struct out o = {out, 0};
-    char line[32];
-    int n;
+    struct response_args a = {m, ctx};
 
-    evbuffer_expand(out, m->len + m->nfields * 4 + 128);
-    n = snprintf(line, sizeof(line), "HTTP/1.1 %03d ", m->parser.status_code);
-    put(&o, line, (size_t)n);
-    put(&o, http_msg_at(m, m->reason_off), m->reason_len); /* none kept: no buffer either */
-    put(&o, "\r\n", 2);
-    for (uint32_t i = 0; i < m->nfields; i++) {
-        /* hop-by-hop fields are dropped, except Upgrade when the response is an upgrade */
-        if ((ctx->upgrade && http_field_is(m, i, LIT("upgrade"))) || !headers_is_hop_by_hop(m, i))
-            put_msg_field(&o, m, i);
-    }
-    if (ctx->hsts != NULL && http_find_field(m, LIT("strict-transport-security"), 0) < 0)
-        put_field(&o, LIT("Strict-Transport-Security"), ctx->hsts, strlen(ctx->hsts));
-    if (ctx->set_cookie != NULL)
-        put_field(&o, LIT("Set-Cookie"), ctx->set_cookie, strlen(ctx->set_cookie));
-    if (ctx->chunked)
-        puts_(&o, "Transfer-Encoding: chunked\r\n");
-    if (ctx->upgrade)
-        puts_(&o, "Connection: Upgrade\r\n");
-    else if (ctx->close)
-        puts_(&o, "Connection: close\r\n");
-    else if (ctx->http10)
-        puts_(&o, "Connection: keep-alive\r\n");
-    put(&o, "\r\n", 2);
-    return o.failed ? -1 : 0;
+    return emit(out, m->len + m->nfields * 4 + 256, write_response, &a);
 }

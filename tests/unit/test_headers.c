@@ -163,15 +163,35 @@ static void
 test_hop_by_hop_includes_connection_options_but_never_framing(void **state)
 {
     struct http_msg m;
+    struct headers_hop h;
 
     parse_request(&m, "POST / HTTP/1.1\r\nHost: a\r\nConnection: x-secret, content-length, host\r\n"
                       "X-Secret: 1\r\nKeep-Alive: t=1\r\nContent-Length: 1\r\nX-Other: 2\r\n\r\n");
-    assert_false(headers_is_hop_by_hop(&m, 0)); /* Host */
-    assert_true(headers_is_hop_by_hop(&m, 1));  /* Connection */
-    assert_true(headers_is_hop_by_hop(&m, 2));  /* X-Secret, listed */
-    assert_true(headers_is_hop_by_hop(&m, 3));  /* Keep-Alive */
-    assert_false(headers_is_hop_by_hop(&m, 4)); /* Content-Length, listed but kept */
-    assert_false(headers_is_hop_by_hop(&m, 5)); /* X-Other */
+    headers_hop_init(&h, &m);
+    assert_false(headers_hop_is(&h, &m, 0)); /* Host */
+    assert_true(headers_hop_is(&h, &m, 1));  /* Connection */
+    assert_true(headers_hop_is(&h, &m, 2));  /* X-Secret, listed */
+    assert_true(headers_hop_is(&h, &m, 3));  /* Keep-Alive */
+    assert_false(headers_hop_is(&h, &m, 4)); /* Content-Length, listed but kept */
+    assert_false(headers_hop_is(&h, &m, 5)); /* X-Other */
+    http_msg_release(&m);
+}
+
+/* More Connection options than a headers_hop keeps: the rest are still found, in any field. */
+static void
+test_hop_by_hop_with_many_connection_options(void **state)
+{
+    struct http_msg m;
+    struct headers_hop h;
+
+    parse_request(&m, "GET / HTTP/1.1\r\nHost: a\r\nConnection: o1, o2, o3, o4, o5\r\n"
+                      "Connection: o6, o7, o8, X-Late\r\nX-Late: 1\r\nO3: 2\r\nX-Kept: 3\r\n\r\n");
+    headers_hop_init(&h, &m);
+    assert_true(h.more);
+    assert_true(headers_hop_is(&h, &m, 3));  /* X-Late, the ninth option */
+    assert_true(headers_hop_is(&h, &m, 4));  /* O3 */
+    assert_false(headers_hop_is(&h, &m, 5)); /* X-Kept */
+    assert_false(headers_hop_is(&h, &m, 0)); /* Host */
     http_msg_release(&m);
 }
 
@@ -216,6 +236,7 @@ main(void)
         cmocka_unit_test(test_obs_fold_becomes_one_line),
         cmocka_unit_test(test_next_token_trims_and_skips_empty),
         cmocka_unit_test(test_hop_by_hop_includes_connection_options_but_never_framing),
+        cmocka_unit_test(test_hop_by_hop_with_many_connection_options),
         cmocka_unit_test(test_response_with_control_byte_in_reason_is_unclean),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
