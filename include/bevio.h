@@ -32,4 +32,13 @@ bool bevio_flush(struct bufferevent *bev);
  * write event be cancelled before it reaches the kernel. */
 void bevio_write_soon(struct bufferevent *bev);
 
+/* TLS bufferevents: let OpenSSL read what the socket holds in one read(2), instead of each
+ * record's header and body apart (SSL_set_read_ahead; call before the handshake). Records read
+ * ahead then wait in OpenSSL's buffer, where libevent does not look: it reads on only while the
+ * current record has bytes (SSL_pending), and otherwise waits for the socket. So the read event is
+ * made to run whenever OpenSSL holds bytes and the input changes (installed here), and when
+ * bevio_tls_kick() is called: when the handshake completes and when reading is enabled again. */
+void bevio_tls_read_ahead(struct bufferevent *bev);
+void bevio_tls_kick(struct bufferevent *bev);
+
 #endif

@@ -7,10 +7,12 @@
  */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <errno.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -182,4 +184,34 @@ bevio_flush(struct bufferevent *bev)
         return false; /* a part left: the armed write event takes over */
     event_del(&bev->ev_write);
     return true;
+}
+
+void
+bevio_tls_kick(struct bufferevent *bev)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+    /* libevent's read callback itself does nothing while reading is disabled or suspended, and
+     * a record only partly here costs one read(2) that finds the socket empty. */
+    if (ssl != NULL && SSL_has_pending(ssl))
+        event_active(&bev->ev_read, EV_READ, 1);
+}
+
+static void
+tls_input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    (void)buf;
+    (void)info;
+    bevio_tls_kick(arg);
+}
+
+void
+bevio_tls_read_ahead(struct bufferevent *bev)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+    if (ssl == NULL)
+        return;
+    SSL_set_read_ahead(ssl, 1);
+    evbuffer_add_cb(bufferevent_get_input(bev), tls_input_cb, bev);
 }

@@ -106,8 +106,10 @@ set_reading(struct bufferevent *bev, bool on)
 {
     bool now = (bufferevent_get_enabled(bev) & EV_READ) != 0;
 
-    if (on && !now)
+    if (on && !now) {
         bufferevent_enable(bev, EV_READ);
+        bevio_tls_kick(bev);
+    }
     else if (!on && now)
         bufferevent_disable(bev, EV_READ);
 }
@@ -926,6 +928,7 @@ handshake_done(struct conn *c)
         stat_add(&c->listener->stats->handshakes, 1);
     conn_set_state(c, CONN_IDLE);
     conn_arm_timer(c, c->cfg->timeouts.client_header_ms);
+    bevio_tls_kick(c->bev); /* the first request may have come with the client's Finished */
 }
 
 static void
@@ -974,6 +977,7 @@ client_bev(struct conn *c, evutil_socket_t fd)
     }
     /* Clients often close without close_notify; every message here is length-framed anyway. */
     bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    bevio_tls_read_ahead(bev);
     return bev;
 }
 

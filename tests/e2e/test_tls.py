@@ -13,7 +13,7 @@ import time
 import unittest
 
 from harness import (Net, Trident, Upstream, cluster, make_config, free_port, wait_until, T,
-                     Client, Reader, split_head, Headers)
+                     Client, Reader, split_head, Headers, echo_handler)
 
 NET = Net(__name__)
 
@@ -361,6 +361,110 @@ class ClientSide(TLSCase):
                     self.assertEqual(c.request()[0], 200)
         finally:
             shutil.rmtree(d, ignore_errors=True)
+
+
+class MemoryTLS:
+    """A TLS client over memory BIOs, so that the test decides which records leave in one
+    write(2): trident's OpenSSL reads ahead, and records that arrive together must not wait in its
+    buffer for a socket that stays quiet."""
+
+    def __init__(self, trident, server_name="app.test"):
+        self.sock = socket.create_connection((trident.host, trident.port), timeout=T(10))
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = client_ctx().wrap_bio(self.incoming, self.outgoing, server_hostname=server_name)
+        self.plain = bytearray()
+
+    def _receive(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise AssertionError("trident closed the connection")
+        self.incoming.write(data)
+
+    def handshake(self):
+        """Up to the client's Finished, which stays unsent (TLS 1.3: the client's last flight)."""
+        while True:
+            try:
+                self.tls.do_handshake()
+                return
+            except ssl.SSLWantReadError:
+                self.sock.sendall(self.outgoing.read())
+                self._receive()
+
+    def send_together(self, *payloads):
+        """Each payload its own record(s); everything pending goes out in one write."""
+        for p in payloads:
+            self.tls.write(p)
+        self.sock.sendall(self.outgoing.read())
+
+    def response(self):
+        """(status, body) of the next response, by Content-Length."""
+        while True:
+            end = self.plain.find(b"\r\n\r\n")
+            if end >= 0:
+                line, fields = split_head(bytes(self.plain[:end + 4]))
+                n = int(Headers(fields).get("content-length", "0"))
+                if len(self.plain) >= end + 4 + n:
+                    body = bytes(self.plain[end + 4:end + 4 + n])
+                    del self.plain[:end + 4 + n]
+                    return int(line.split()[1]), body
+            try:
+                self.plain += self.tls.read(65536)
+            except ssl.SSLWantReadError:
+                self._receive()
+
+    def close(self):
+        self.sock.close()
+
+
+class RecordsTogether(TLSCase):
+    """Records that reach trident in one read: trident's OpenSSL reads what the socket holds at once
+    (one read(2) per request instead of two), so these would wait in its buffer if nothing looked
+    there. Each test ends with a client that waits and sends nothing more."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.upstream.close()
+        cls.upstream = Upstream(NET.upstream_ip(1), handler=echo_handler, name="echo")
+
+    def test_request_sent_with_the_clients_finished(self):
+        with Trident(self.tls_config(), NET) as t:
+            c = MemoryTLS(t)
+            try:
+                c.handshake()
+                c.send_together(b"GET /first HTTP/1.1\r\nHost: app.test\r\n\r\n")
+                self.assertEqual(c.response(), (200, b"GET /first\n"))
+            finally:
+                c.close()
+
+    def test_pipelined_requests_in_one_write(self):
+        with Trident(self.tls_config(), NET) as t:
+            c = MemoryTLS(t)
+            try:
+                c.handshake()
+                c.send_together(b"GET /warm HTTP/1.1\r\nHost: app.test\r\n\r\n")
+                self.assertEqual(c.response(), (200, b"GET /warm\n"))
+                c.send_together(*(f"POST /p{i} HTTP/1.1\r\nHost: app.test\r\n"
+                                  f"Content-Length: 2\r\n\r\nb{i}".encode() for i in range(3)))
+                for i in range(3):
+                    self.assertEqual(c.response(), (200, f"POST /p{i}\nb{i}".encode()))
+            finally:
+                c.close()
+
+    def test_upload_larger_than_the_buffer_arrives_whole(self):
+        # 4 KiB buffers: reading stops and resumes many times while records wait in OpenSSL
+        cfg = self.tls_config()
+        cfg["limits"] = {"buffer_bytes": 4096}
+        body = os.urandom(300 << 10)
+        with Trident(cfg, NET) as t, TLSClient(t) as c:
+            c.sock.sendall(b"POST /up HTTP/1.1\r\nHost: app.test\r\nContent-Length: " +
+                           str(len(body)).encode() + b"\r\n\r\n" + body)
+            raw = c.reader.read_until(b"\r\n\r\n", 1 << 16)
+            line, fields = split_head(raw)
+            got = bytearray()
+            c.reader.read_exact(int(Headers(fields).get("content-length")), got.extend)
+            self.assertEqual(int(line.split()[1]), 200)
+            self.assertEqual(bytes(got), b"POST /up\n" + body)
 
 
 class HostileHandshakes(TLSCase):
