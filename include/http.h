@@ -74,7 +74,7 @@ struct http_msg {
  * grow on demand up to the limits. Release with http_msg_release(). */
 void http_msg_init(struct http_msg *m, llhttp_type_t type, uint32_t max_head, uint32_t max_fields);
 
-/* Free the head buffers. m can be initialised again afterwards. */
+/* Free the head buffers. m stays usable: they grow again on demand. */
 void http_msg_release(struct http_msg *m);
 
 /* Forget the current message and parse the next one from its first byte. */

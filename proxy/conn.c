@@ -398,7 +398,11 @@ static void
 next_request(struct conn *c)
 {
     finish_exchange(c);
+    /* An idle keep-alive connection holds no request buffers (the head, its fields, the head
+     * sent upstream): a malloc per request is cheaper than ~1.8 KiB held by every idle client. */
     http_msg_reset(&c->req);
+    http_msg_release(&c->req);
+    evbuffer_drain(c->up_head, (size_t)-1);
     adopt_generation(c);
     conn_set_state(c, CONN_IDLE);
     if (c->w->state != WORKER_RUNNING) {
