@@ -39,6 +39,11 @@ void bevio_write_soon(struct bufferevent *bev);
  * made to run whenever OpenSSL holds bytes and the input changes (installed here), and when
  * bevio_tls_kick() is called: when the handshake completes and when reading is enabled again. */
 void bevio_tls_read_ahead(struct bufferevent *bev);
+
+/* TLS bufferevents whose handshake just completed: libevent keeps the write event armed from the
+ * handshake even when nothing waits to go out, which costs a wake-up on a writable socket and two
+ * epoll_ctl calls; disarm it now (queuing output arms it again, as libevent's own write does). */
+void bevio_tls_handshake_done(struct bufferevent *bev);
 void bevio_tls_kick(struct bufferevent *bev);
 
 #endif

@@ -215,3 +215,11 @@ bevio_tls_read_ahead(struct bufferevent *bev)
     SSL_set_read_ahead(ssl, 1);
     evbuffer_add_cb(bufferevent_get_input(bev), tls_input_cb, bev);
 }
+
+void
+bevio_tls_handshake_done(struct bufferevent *bev)
+{
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        event_del(&bev->ev_write);
+    bevio_tls_kick(bev); /* a request may have come with the client's Finished */
+}

@@ -932,7 +932,7 @@ handshake_done(struct conn *c)
         stat_add(&c->listener->stats->handshakes, 1);
     conn_set_state(c, CONN_IDLE);
     conn_arm_timer(c, c->cfg->timeouts.client_header_ms);
-    bevio_tls_kick(c->bev); /* the first request may have come with the client's Finished */
+    bevio_tls_handshake_done(c->bev);
 }
 
 static void
