@@ -1,6 +1,6 @@
 /*
- * bevio: the I/O of plain (not TLS) socket bufferevents, done the way HAProxy and nginx do it,
- * where libevent 2.1's defaults cost system calls on every request:
+ * bevio: bufferevent I/O done the way HAProxy and nginx do it, where libevent 2.1's defaults cost
+ * system calls on every request. For plain (not TLS) sockets:
  * - its read asks the kernel how much is waiting (ioctl FIONREAD) before every read and reads at
  *   most 4096 bytes per readiness (EVBUFFER_MAX_READ), so a 16 KiB response took four loop turns
  *   and eight calls. bevio_own_reads() gives the bufferevent's read event a callback of its own:
@@ -39,11 +39,11 @@ void bevio_write_soon(struct bufferevent *bev);
  * made to run whenever OpenSSL holds bytes and the input changes (installed here), and when
  * bevio_tls_kick() is called: when the handshake completes and when reading is enabled again. */
 void bevio_tls_read_ahead(struct bufferevent *bev);
+void bevio_tls_kick(struct bufferevent *bev);
 
 /* TLS bufferevents whose handshake just completed: libevent keeps the write event armed from the
  * handshake even when nothing waits to go out, which costs a wake-up on a writable socket and two
  * epoll_ctl calls; disarm it now (queuing output arms it again, as libevent's own write does). */
 void bevio_tls_handshake_done(struct bufferevent *bev);
-void bevio_tls_kick(struct bufferevent *bev);
 
 #endif
