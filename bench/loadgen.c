@@ -167,6 +167,19 @@ start_request(struct conn *c)
     st.sent++;
 }
 
+/* Connected (and through the handshake): rate mode parks the connection until its request is
+ * due; the other modes send at once. */
+static void
+connection_ready(struct conn *c)
+{
+    if (opt.mode == M_RATE) {
+        c->st = S_IDLE;
+        set_events(c, EPOLLIN);
+        return;
+    }
+    start_request(c);
+}
+
 /* 1: the whole response is in; 0: more to come; -1: malformed */
 static int
 feed(struct conn *c, const char *p, size_t n)
@@ -269,12 +282,7 @@ step(struct conn *c)
                 return;
             }
             if (!opt.tls) {
-                if (opt.mode == M_RATE) {
-                    c->st = S_IDLE;
-                    set_events(c, EPOLLIN);
-                    return;
-                }
-                start_request(c);
+                connection_ready(c);
                 break;
             }
             c->ssl = SSL_new(ctx);
@@ -293,12 +301,7 @@ step(struct conn *c)
                 return;
             }
             handshake_done(c);
-            if (opt.mode == M_RATE) {
-                c->st = S_IDLE;
-                set_events(c, EPOLLIN);
-                return;
-            }
-            start_request(c);
+            connection_ready(c);
             break;
         }
         case S_SEND: {
