@@ -433,7 +433,24 @@ def chunked_encode(parts, trailers=(), ext=False):
     return bytes(out)
 
 
-class Client:
+class SocketOwner:
+    """An object owning `self.sock`: close() forgets a socket already gone, and it is a context
+    manager that closes on exit."""
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Client(SocketOwner):
     """One raw TCP connection to trident."""
 
     def __init__(self, host, port, timeout=None, source=None):
@@ -533,18 +550,6 @@ class Client:
 
     def shutdown_write(self):
         self.sock.shutdown(socket.SHUT_WR)
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def get(trident, target="/", headers=None, **kw):

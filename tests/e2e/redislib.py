@@ -29,7 +29,8 @@ import tempfile
 import threading
 import time
 
-from harness import Client, Closed, LoadThreads, Reader, T, Truncated, free_port, wait_until
+from harness import (Client, Closed, LoadThreads, Reader, SocketOwner, T, Truncated, free_port,
+                     wait_until)
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 # Debian's redis-sentinel package may be absent: redis-server runs a sentinel with --sentinel.
@@ -62,7 +63,7 @@ def _decode_bulk(b):
         return b  # binary (e.g. raw key material): kept as bytes
 
 
-class RespConnection:
+class RespConnection(SocketOwner):
     """One connection to a Redis server or sentinel; call() sends a command and returns the
     decoded reply (str/int/None/list; bytes for a bulk string that is not UTF-8); an error reply
     raises RedisError."""
@@ -100,18 +101,6 @@ class RespConnection:
             n = int(rest)
             return None if n < 0 else [self._read() for _ in range(n)]
         raise RedisError(f"unexpected RESP line {line!r}")
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def resp_call(host, port, *args, timeout=2.0, password=None, username=None, db=0):

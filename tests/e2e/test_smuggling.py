@@ -132,6 +132,13 @@ class SmugglingTestCase(E2ETestCase):
         _, r, _, closed = self.pipeline(t, raw, method)
         self.checkRefused(t, up, mark, r, closed, status, reason)
 
+    def assertEachRefused(self, cases, **kw):
+        """assertRefused for each (name, raw) of cases, one subtest each, through one trident."""
+        with self.proxy() as (t, up):
+            for name, raw in cases:
+                with self.subTest(name):
+                    self.assertRefused(t, up, raw, **kw)
+
     def assertNothingForwarded(self, t, up, mark):
         """Nothing reached the upstream since mark. A sentinel request on a fresh client
         connection goes through first: the upstream accepts connections in order, so once the
@@ -240,10 +247,7 @@ class ContentLengthWithTransferEncoding(SmugglingTestCase):
              post(b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", b"hello",
                   version=b"HTTP/1.0")),
         ]
-        with self.proxy() as (t, up):
-            for name, raw in cases:
-                with self.subTest(name):
-                    self.assertRefused(t, up, raw, method="POST")
+        self.assertEachRefused(cases, method="POST")
 
 
 # ---- obfuscated Transfer-Encoding ----------------------------------------------------------------
@@ -587,10 +591,7 @@ class HeadLineEndings(SmugglingTestCase):
             ("CR inside a field name", b"GET /h HTTP/1.1\r\nHost: s.test\r\nX-\rA: b\r\n\r\n"),
             ("LF inside a field name", b"GET /h HTTP/1.1\r\nHost: s.test\r\nX-\nA: b\r\n\r\n"),
         ]
-        with self.proxy() as (t, up):
-            for name, raw in cases:
-                with self.subTest(name):
-                    self.assertRefused(t, up, raw)
+        self.assertEachRefused(cases)
 
     def test_empty_lines_before_the_request_line_are_ignored(self):
         """RFC 9112 2.2: a server SHOULD ignore at least one empty line before a request."""
@@ -710,10 +711,7 @@ class RequestLine(SmugglingTestCase):
             ("HTTP/0.9 request and an empty line", b"GET /r\r\n\r\n"),
             ("HTTP/2 connection preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
         ]
-        with self.proxy() as (t, up):
-            for name, raw in cases:
-                with self.subTest(name):
-                    self.assertRefused(t, up, raw)
+        self.assertEachRefused(cases)
 
     def test_doubled_space_in_request_line_is_refused_or_normalised(self):
         """RFC 9112 3: a recipient MAY split on whitespace. If trident does, it must forward one
@@ -821,10 +819,7 @@ class HostField(SmugglingTestCase):
             ("Host continued on a folded line",
              b"GET /h HTTP/1.1\r\nHost: s.test\r\n other.test\r\n\r\n"),
         ]
-        with self.proxy() as (t, up):
-            for name, raw in cases:
-                with self.subTest(name):
-                    self.assertRefused(t, up, raw)
+        self.assertEachRefused(cases)
 
 
 # ---- CONNECT -------------------------------------------------------------------------------------
@@ -840,10 +835,7 @@ class ConnectMethod(SmugglingTestCase):
              b"\x16\x03\x01\x02\x00" + SMUGGLED),
             ("HTTP/1.0 without Host", b"CONNECT s.test:80 HTTP/1.0\r\n\r\n" + SMUGGLED),
         ]
-        with self.proxy() as (t, up):
-            for name, raw in cases:
-                with self.subTest(name):
-                    self.assertRefused(t, up, raw, 405, "method_not_allowed")
+        self.assertEachRefused(cases, status=405, reason="method_not_allowed")
 
 
 # ---- a request hidden in a body ------------------------------------------------------------------

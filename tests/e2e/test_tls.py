@@ -13,7 +13,7 @@ import time
 import unittest
 
 from harness import (Net, Trident, Upstream, cluster, make_config, free_port, wait_until, T,
-                     Client, Reader, split_head, Headers, echo_handler)
+                     Client, Reader, split_head, Headers, echo_handler, SocketOwner)
 
 NET = Net(__name__)
 
@@ -111,7 +111,7 @@ def client_ctx(version=None, alpn=None):
     return ctx
 
 
-class TLSClient:
+class TLSClient(SocketOwner):
     """One TLS connection to trident with Python's ssl module."""
 
     def __init__(self, trident, server_name="app.test", ctx=None, session=None, timeout=None):
@@ -142,12 +142,6 @@ class TLSClient:
             self.sock.unwrap().close()
         except (OSError, ValueError):
             self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def s_client(trident, *args, stdin=b"", timeout=10):
@@ -363,7 +357,7 @@ class ClientSide(TLSCase):
             shutil.rmtree(d, ignore_errors=True)
 
 
-class MemoryTLS:
+class MemoryTLS(SocketOwner):
     """A TLS client over memory BIOs, so that the test decides which records leave in one
     write(2): trident's OpenSSL reads ahead, and records that arrive together must not wait in its
     buffer for a socket that stays quiet."""
@@ -412,9 +406,6 @@ class MemoryTLS:
             except ssl.SSLWantReadError:
                 self._receive()
 
-    def close(self):
-        self.sock.close()
-
 
 class RecordsTogether(TLSCase):
     """Records that reach trident in one read: trident's OpenSSL reads what the socket holds at once
@@ -428,28 +419,20 @@ class RecordsTogether(TLSCase):
         cls.upstream = Upstream(NET.upstream_ip(1), handler=echo_handler, name="echo")
 
     def test_request_sent_with_the_clients_finished(self):
-        with Trident(self.tls_config(), NET) as t:
-            c = MemoryTLS(t)
-            try:
-                c.handshake()
-                c.send_together(b"GET /first HTTP/1.1\r\nHost: app.test\r\n\r\n")
-                self.assertEqual(c.response(), (200, b"GET /first\n"))
-            finally:
-                c.close()
+        with Trident(self.tls_config(), NET) as t, MemoryTLS(t) as c:
+            c.handshake()
+            c.send_together(b"GET /first HTTP/1.1\r\nHost: app.test\r\n\r\n")
+            self.assertEqual(c.response(), (200, b"GET /first\n"))
 
     def test_pipelined_requests_in_one_write(self):
-        with Trident(self.tls_config(), NET) as t:
-            c = MemoryTLS(t)
-            try:
-                c.handshake()
-                c.send_together(b"GET /warm HTTP/1.1\r\nHost: app.test\r\n\r\n")
-                self.assertEqual(c.response(), (200, b"GET /warm\n"))
-                c.send_together(*(f"POST /p{i} HTTP/1.1\r\nHost: app.test\r\n"
-                                  f"Content-Length: 2\r\n\r\nb{i}".encode() for i in range(3)))
-                for i in range(3):
-                    self.assertEqual(c.response(), (200, f"POST /p{i}\nb{i}".encode()))
-            finally:
-                c.close()
+        with Trident(self.tls_config(), NET) as t, MemoryTLS(t) as c:
+            c.handshake()
+            c.send_together(b"GET /warm HTTP/1.1\r\nHost: app.test\r\n\r\n")
+            self.assertEqual(c.response(), (200, b"GET /warm\n"))
+            c.send_together(*(f"POST /p{i} HTTP/1.1\r\nHost: app.test\r\n"
+                              f"Content-Length: 2\r\n\r\nb{i}".encode() for i in range(3)))
+            for i in range(3):
+                self.assertEqual(c.response(), (200, f"POST /p{i}\nb{i}".encode()))
 
     def test_upload_larger_than_the_buffer_arrives_whole(self):
         # 4 KiB buffers: reading stops and resumes many times while records wait in OpenSSL
