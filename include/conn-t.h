@@ -65,7 +65,6 @@ enum resp_phase {
     RESP_DONE, /* the whole response is queued to the client */
 };
 
-/* One request/response exchange: everything reset between keep-alive requests. */
 /* A request's sticky session (affinity section), from routing to the response head. */
 struct exchange_affinity {
     bool decided;            /* routing looked at the session (once per request) */
@@ -87,6 +86,7 @@ struct exchange_rate {
     struct redis_op *op;     /* the fleet's count in flight (CONN_ROUTING) */
 };
 
+/* One request/response exchange: allocated for each request (struct conn's x). */
 struct exchange {
     char id[REQID_MAX + 1];
     struct req_info info;
@@ -153,7 +153,9 @@ struct conn {
                                     limits.client_read_min_rate: closed from the timer */
     struct pace read_pace;       /* how the client drains what trident queues for it */
     struct evbuffer_cb_entry *output_cb; /* client_output_cb on bev's output */
-    struct exchange x;
+    struct exchange *x;          /* the exchange under way (owned): from the first byte of a request
+                                    until the connection is idle again or freed; NULL between
+                                    requests, so that an idle connection does not hold its ~1 KiB */
 };
 
 #endif

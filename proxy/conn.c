@@ -118,12 +118,12 @@ int
 conn_body_paced(struct conn *c, uint64_t got)
 {
     uint64_t now = clock_coarse_us();
-    struct pace *p = &c->x.pace;
+    struct pace *p = &c->x->pace;
 
     p->bytes += got;
     if (pace_too_slow(p, c->cfg->timeouts.client_body_ms, c->cfg->limits.client_body_min_rate)) {
         log_debug("client %s: request %s body too slow: %llu bytes in %llu ms of waiting",
-                  c->client, c->x.id, (unsigned long long)p->bytes,
+                  c->client, c->x->id, (unsigned long long)p->bytes,
                   (unsigned long long)(p->waited_us / 1000));
         conn_fail(c, 408, REASON_CLIENT_TIMEOUT);
         return -1;
@@ -151,7 +151,7 @@ conn_update_flow(struct conn *c)
     if (c->state == CONN_TUNNEL || c->req_phase == REQ_BODY) {
         set_reading(c->bev, !c->client_eof && up_out < high);
         if (c->req_phase == REQ_BODY && up_out >= high)
-            pace_stop(&c->x.pace, clock_coarse_us()); /* the server holds it up, not the client */
+            pace_stop(&c->x->pace, clock_coarse_us()); /* the server holds it up, not the client */
     } else
         set_reading(c->bev, !c->client_eof);
     set_reading(c->up->bev, client_out < high);
@@ -168,7 +168,7 @@ span_us(uint64_t from, uint64_t to)
 static void
 log_exchange(struct conn *c)
 {
-    const struct exchange *x = &c->x;
+    const struct exchange *x = c->x;
     uint64_t now = clock_mono_us();
     struct access_entry e = {
         .time_ms = x->start_wall_ms,
@@ -212,30 +212,33 @@ count_exchange(struct conn *c)
 
     if (ls != NULL) {
         stat_add(&ls->requests, 1);
-        stats_observe(ls->duration, &ls->duration_sum_us, clock_mono_us() - c->x.start_us);
+        stats_observe(ls->duration, &ls->duration_sum_us, clock_mono_us() - c->x->start_us);
     }
-    if (c->x.server != NULL && c->x.server->stats != NULL) {
-        stat_add(&c->x.server->stats->bytes_in, c->x.bytes_in);
-        stat_add(&c->x.server->stats->bytes_out, c->x.bytes_out);
+    if (c->x->server != NULL && c->x->server->stats != NULL) {
+        stat_add(&c->x->server->stats->bytes_in, c->x->bytes_in);
+        stat_add(&c->x->server->stats->bytes_out, c->x->bytes_out);
     }
 }
 
 /* Ends the open exchange, if any: its log line, and the server's active count. A connection that
- * closes before a whole head arrived and without an answer has no exchange worth a line. */
+ * closes before a whole head arrived and without an answer has no exchange worth a line. `why`
+ * ended it, unless a reason was recorded before. */
 static void
-finish_exchange(struct conn *c)
+finish_exchange(struct conn *c, enum reason why)
 {
     if (!conn_exchange_open(c))
         return;
-    if (c->req.head_complete || c->x.status != 0) {
+    if (c->x->reason == REASON_NONE)
+        c->x->reason = why;
+    if (c->req.head_complete || c->x->status != 0) {
         log_exchange(c);
         count_exchange(c);
     }
-    if (c->x.reason != REASON_NONE)
-        worker_count(c->w, c->x.reason);
-    if (c->x.server != NULL)
-        router_end(c->x.server);
-    c->x.server = NULL;
+    if (c->x->reason != REASON_NONE)
+        worker_count(c->w, c->x->reason);
+    if (c->x->server != NULL)
+        router_end(c->x->server);
+    c->x->server = NULL;
 }
 
 void
@@ -248,14 +251,14 @@ conn_drop_upstream(struct conn *c)
 static void
 assign_request_id(struct conn *c)
 {
-    if (c->x.id[0] != '\0')
+    if (c->x->id[0] != '\0')
         return;
-    if (c->x.info.request_id >= 0) {
-        const struct http_field *f = &c->req.fields[c->x.info.request_id];
-        memcpy(c->x.id, http_msg_at(&c->req, f->value_off), f->value_len);
-        c->x.id[f->value_len] = '\0';
+    if (c->x->info.request_id >= 0) {
+        const struct http_field *f = &c->req.fields[c->x->info.request_id];
+        memcpy(c->x->id, http_msg_at(&c->req, f->value_off), f->value_len);
+        c->x->id[f->value_len] = '\0';
     } else {
-        reqid_next(&c->w->reqids, c->x.id);
+        reqid_next(&c->w->reqids, c->x->id);
     }
 }
 
@@ -266,10 +269,8 @@ conn_close_now(struct conn *c, enum reason why)
 {
     if (c->state == CONN_CLOSED)
         return;
-    if (conn_exchange_open(c) && c->x.reason == REASON_NONE)
-        c->x.reason = why;
     conn_drop_hedge(c);
-    finish_exchange(c);
+    finish_exchange(c, why);
     conn_drop_upstream(c);
     conn_set_state(c, CONN_CLOSED);
     if (c->bev != NULL) {
@@ -301,7 +302,7 @@ closing_flushed(struct conn *c)
 void
 conn_close_after_flush(struct conn *c)
 {
-    finish_exchange(c);
+    finish_exchange(c, REASON_NONE);
     conn_drop_upstream(c);
     conn_set_state(c, CONN_CLOSING);
     bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
@@ -321,7 +322,7 @@ conn_close_after_flush(struct conn *c)
 static bool
 error_keeps_connection(const struct conn *c, int status)
 {
-    return c->x.keep_alive && c->req_phase == REQ_DONE && c->req.head_complete &&
+    return c->x->keep_alive && c->req_phase == REQ_DONE && c->req.head_complete &&
            (status == 429 || status == 502 || status == 503 || status == 504) &&
            (c->state == CONN_READING_HEAD || c->state == CONN_BUFFERING_BODY ||
             c->state == CONN_ROUTING || c->state == CONN_CONNECTING_UPSTREAM ||
@@ -334,16 +335,20 @@ conn_answer(struct conn *c, int status, enum reason why, int retry_after, const 
 {
     bool keep = false;
 
-    if (c->x.reason == REASON_NONE)
-        c->x.reason = why;
+    if (c->x == NULL) { /* between requests: there is no request to answer */
+        conn_close_now(c, why);
+        return;
+    }
+    if (c->x->reason == REASON_NONE)
+        c->x->reason = why;
     conn_drop_hedge(c);
     conn_drop_upstream(c);
     if (!conn_response_started(c) && c->state != CONN_TUNNEL) {
         keep = error_keeps_connection(c, status);
         assign_request_id(c);
-        c->x.status = status;
-        c->x.bytes_out += errpage_write_full(
-            bufferevent_get_output(c->bev), status, c->x.id,
+        c->x->status = status;
+        c->x->bytes_out += errpage_write_full(
+            bufferevent_get_output(c->bev), status, c->x->id,
             c->req.head_complete && c->req.parser.method == HTTP_HEAD, keep, retry_after, html,
             html_len);
     }
@@ -351,7 +356,7 @@ conn_answer(struct conn *c, int status, enum reason why, int retry_after, const 
         next_request(c);
         return;
     }
-    c->x.keep_alive = false;
+    c->x->keep_alive = false;
     conn_close_after_flush(c);
 }
 
@@ -365,18 +370,47 @@ conn_fail(struct conn *c, int status, enum reason why)
 
 /* ---- keep-alive ---------------------------------------------------------------------------------- */
 
-static void
+/* The first byte of a request: its exchange is allocated here. False: no memory for it (the
+ * caller closes the connection). */
+static bool
 begin_exchange(struct conn *c)
 {
     evbuffer_drain(c->body, (size_t)-1);
-    memset(&c->x, 0, sizeof(c->x));
-    c->x.info.request_id = -1;
-    c->x.start_us = clock_mono_us();
-    c->x.start_wall_ms = clock_wall_ms();
+    c->x = calloc(1, sizeof(*c->x));
+    if (c->x == NULL)
+        return false;
+    c->x->info.request_id = -1;
+    c->x->start_us = clock_mono_us();
+    c->x->start_wall_ms = clock_wall_ms();
     conn_set_state(c, CONN_READING_HEAD);
     /* The first request's deadline has run since accept; later ones start at their first byte. */
     if (c->requests++ > 0)
         conn_arm_timer(c, c->cfg->timeouts.client_header_ms);
+    return true;
+}
+
+/* The connection is idle again, or goes: the exchange's Redis calls are abandoned (their
+ * callbacks would find no exchange) and its memory freed. */
+static void
+release_exchange(struct conn *c)
+{
+    if (c->x == NULL)
+        return;
+    conn_affinity_cancel(c);
+    conn_ratelimit_cancel(c);
+    free(c->x);
+    c->x = NULL;
+}
+
+/* A request's first bytes arrived on an idle connection. */
+static void
+start_request(struct conn *c)
+{
+    if (!begin_exchange(c)) {
+        conn_close_now(c, REASON_RESOURCE);
+        return;
+    }
+    read_head(c);
 }
 
 /* A reload happened since this connection's last request: the next one routes with the new
@@ -397,7 +431,7 @@ adopt_generation(struct conn *c)
 static void
 next_request(struct conn *c)
 {
-    finish_exchange(c);
+    finish_exchange(c, REASON_NONE);
     /* An idle keep-alive connection holds no request buffers (the head, its fields, the head
      * sent upstream): a malloc per request is cheaper than ~1.8 KiB held by every idle client. */
     http_msg_reset(&c->req);
@@ -405,6 +439,7 @@ next_request(struct conn *c)
     evbuffer_drain(c->up_head, (size_t)-1);
     adopt_generation(c);
     conn_set_state(c, CONN_IDLE);
+    release_exchange(c); /* (only now: every state with an open exchange has one) */
     if (c->w->state != WORKER_RUNNING) {
         conn_close_after_flush(c);
         return;
@@ -413,10 +448,8 @@ next_request(struct conn *c)
     set_reading(c->bev, true);
     conn_arm_timer(c, c->cfg->timeouts.client_idle_ms);
     /* A pipelined request may already be waiting: its bytes arrived while this one streamed. */
-    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
-        begin_exchange(c);
-        read_head(c);
-    }
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        start_request(c);
 }
 
 void
@@ -427,7 +460,7 @@ conn_exchange_done(struct conn *c)
      * the request written (a server that answered early may not have read it all), a framed
      * response, keep-alive, and no byte beyond the response. */
     bool reusable = u != NULL && c->req_phase == REQ_DONE &&
-                    c->x.resp_body.kind != BODY_UNTIL_EOF &&
+                    c->x->resp_body.kind != BODY_UNTIL_EOF &&
                     llhttp_should_keep_alive(&u->resp.parser) &&
                     evbuffer_get_length(bufferevent_get_input(u->bev)) == 0 &&
                     evbuffer_get_length(bufferevent_get_output(u->bev)) == 0;
@@ -438,7 +471,7 @@ conn_exchange_done(struct conn *c)
         upstream_pool_put(&u->server->pool, u);
     else
         upstream_free(u);
-    if (c->x.keep_alive && c->req_phase == REQ_DONE)
+    if (c->x->keep_alive && c->req_phase == REQ_DONE)
         next_request(c);
     else
         conn_close_after_flush(c);
@@ -452,7 +485,7 @@ static int
 choose_request_body(struct conn *c)
 {
     const llhttp_t *p = &c->req.parser;
-    uint64_t limit = (uint64_t)c->x.max_request_body;
+    uint64_t limit = (uint64_t)c->x->max_request_body;
     enum body_kind kind = BODY_NONE;
 
     if (p->flags & F_CHUNKED) {
@@ -462,7 +495,7 @@ choose_request_body(struct conn *c)
             return -1;
         kind = BODY_LENGTH;
     }
-    body_init(&c->x.req_body, kind, p->content_length, kind == BODY_CHUNKED, limit, &c->req);
+    body_init(&c->x->req_body, kind, p->content_length, kind == BODY_CHUNKED, limit, &c->req);
     return 0;
 }
 
@@ -518,13 +551,13 @@ forwarded_client(struct conn *c)
     for (size_t k = 0; k < n && k < FORWARDED_MAX; k++) {
         if (!parse_forwarded(el[(n - 1 - k) % FORWARDED_MAX], &a))
             break; /* garbage: what lies left of it cannot be trusted either */
-        c->x.client = a;
+        c->x->client = a;
         if (!cidr_match_any(l->trusted_nets, l->ntrusted_proxies, (const struct sockaddr *)&a))
             break;
     }
-    if (c->x.client.ss_family != AF_UNSPEC)
-        addr_host_string((const struct sockaddr *)&c->x.client, c->x.client_text,
-                         sizeof(c->x.client_text));
+    if (c->x->client.ss_family != AF_UNSPEC)
+        addr_host_string((const struct sockaddr *)&c->x->client, c->x->client_text,
+                         sizeof(c->x->client_text));
 }
 
 /* The edge rules (access_rules.h), then the local rate limits; sets the body limit that
@@ -540,29 +573,29 @@ check_access(struct conn *c, enum reason *why)
         .listener = c->listener->conf,
         .client = conn_client_addr(c),
         .method = llhttp_method_name(c->req.parser.method),
-        .host = c->x.info.host.p,
-        .host_len = c->x.info.host.n,
-        .target = c->x.info.target.p,
-        .target_len = c->x.info.target.n,
+        .host = c->x->info.host.p,
+        .host_len = c->x->info.host.n,
+        .target = c->x->info.target.p,
+        .target_len = c->x->info.target.n,
     };
 
     int status = access_normalize_path(r.target, r.target_len, path, &encoded_slash, &detail);
 
-    c->x.max_request_body = c->cfg->limits.max_request_body;
+    c->x->max_request_body = c->cfg->limits.max_request_body;
     if (status != 0) {
         *why = status == 403 ? REASON_PATH_REFUSED
                : status == 414 ? REASON_URI_TOO_LONG
                                : REASON_BAD_REQUEST;
-        log_debug("client %s: request %s refused (%d): %s", c->client, c->x.id, status, detail);
+        log_debug("client %s: request %s refused (%d): %s", c->client, c->x->id, status, detail);
         return status;
     }
     access_check_path(&c->cfg->access, &r, path, encoded_slash, c->cfg->limits.max_request_body,
                       &v);
-    c->x.rule = v.rule;
-    c->x.max_request_body = v.max_request_body;
+    c->x->rule = v.rule;
+    c->x->max_request_body = v.max_request_body;
     if (v.status != 0) {
         *why = v.why;
-        log_debug("client %s: request %s refused (%d): %s%s%s", c->client, c->x.id, v.status,
+        log_debug("client %s: request %s refused (%d): %s%s%s", c->client, c->x->id, v.status,
                   v.detail, v.rule != NULL ? ", rule " : "", v.rule != NULL ? v.rule : "");
         return v.status;
     }
@@ -588,7 +621,7 @@ request_has_body(const struct conn *c)
 static void
 redirect_to_https(struct conn *c)
 {
-    struct slice host = c->x.info.host, target = c->x.info.target;
+    struct slice host = c->x->info.host, target = c->x->info.target;
     char port[8] = "";
     size_t hlen;
     struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -602,11 +635,11 @@ redirect_to_https(struct conn *c)
     if (c->listener->conf->https_redirect_port != 443)
         snprintf(port, sizeof(port), ":%d", c->listener->conf->https_redirect_port);
     if (request_has_body(c))
-        c->x.keep_alive = false;
-    c->x.status = 308;
-    c->x.bytes_out += errpage_redirect(out, (int)hlen, host.p, port, (int)target.n, target.p,
-                                       c->x.id, !c->x.keep_alive);
-    if (c->x.keep_alive) {
+        c->x->keep_alive = false;
+    c->x->status = 308;
+    c->x->bytes_out += errpage_redirect(out, (int)hlen, host.p, port, (int)target.n, target.p,
+                                       c->x->id, !c->x->keep_alive);
+    if (c->x->keep_alive) {
         next_request(c);
     } else {
         conn_close_after_flush(c);
@@ -619,7 +652,7 @@ redirect_to_https(struct conn *c)
 static bool
 wants_buffering(const struct conn *c)
 {
-    const struct body *b = &c->x.req_body;
+    const struct body *b = &c->x->req_body;
     int limit = c->cfg->failover.retry_body_bytes;
 
     return b->kind == BODY_CHUNKED ? limit > 0
@@ -629,11 +662,11 @@ wants_buffering(const struct conn *c)
 static void
 buffer_body(struct conn *c)
 {
-    struct body *b = &c->x.req_body;
+    struct body *b = &c->x->req_body;
     uint64_t before = b->wire_in;
     enum body_step st = body_pump(b, bufferevent_get_input(c->bev), c->body);
 
-    c->x.bytes_in += b->wire_in - before;
+    c->x->bytes_in += b->wire_in - before;
     if (st == BODY_AGAIN && conn_body_paced(c, b->wire_in - before) < 0)
         return;
     switch (st) {
@@ -644,7 +677,7 @@ buffer_body(struct conn *c)
         conn_start_attempt(c);
         return;
     case BODY_DONE:
-        c->x.body_buffered = true;
+        c->x->body_buffered = true;
         c->req_phase = REQ_DONE;
         set_client_timeouts(c, 0);
         conn_start_attempt(c);
@@ -673,17 +706,17 @@ rewrite_head(struct conn *c, bool buffering)
     struct rewrite_request_ctx ctx = {
         .client_ip = c->client_ip,
         .proto = c->tls != NULL ? "https" : "http",
-        .request_id = c->x.id,
-        .chunked = c->x.req_body.kind == BODY_CHUNKED,
+        .request_id = c->x->id,
+        .chunked = c->x->req_body.kind == BODY_CHUNKED,
         .default_host = host,
         /* trident answers 100-continue itself when it reads the body first */
         .drop_expect = buffering,
     };
 
-    if (c->x.info.host.n == 0)
+    if (c->x->info.host.n == 0)
         local_host(c, host, sizeof(host));
     evbuffer_drain(c->up_head, (size_t)-1);
-    return rewrite_request(&c->req, &c->x.info, &ctx, c->up_head);
+    return rewrite_request(&c->req, &c->x->info, &ctx, c->up_head);
 }
 
 static void
@@ -694,17 +727,17 @@ on_request_head(struct conn *c)
     int status;
 
     evtimer_del(c->timer);
-    status = headers_check_request(&c->req, &c->x.info, &why);
+    status = headers_check_request(&c->req, &c->x->info, &why);
     assign_request_id(c);
     if (status == 0) {
         forwarded_client(c);
         status = check_access(c, &why);
     }
-    c->x.keep_alive = llhttp_should_keep_alive(&c->req.parser) && c->w->state == WORKER_RUNNING;
+    c->x->keep_alive = llhttp_should_keep_alive(&c->req.parser) && c->w->state == WORKER_RUNNING;
     if (status == 429) {
         /* the body (if any) is not read: the connection closes unless there is none */
         c->req_phase = request_has_body(c) ? REQ_BODY : REQ_DONE;
-        conn_answer(c, 429, why, c->x.rate.retry_after_s, NULL, 0);
+        conn_answer(c, 429, why, c->x->rate.retry_after_s, NULL, 0);
         return;
     }
     if (status != 0) {
@@ -724,14 +757,14 @@ on_request_head(struct conn *c)
         conn_fail(c, 503, REASON_RESOURCE);
         return;
     }
-    c->req_phase = c->x.req_body.kind == BODY_NONE ? REQ_DONE : REQ_BODY;
+    c->req_phase = c->x->req_body.kind == BODY_NONE ? REQ_DONE : REQ_BODY;
     if (!buffering) {
         conn_start_attempt(c);
         return;
     }
     conn_set_state(c, CONN_BUFFERING_BODY);
-    if (c->x.info.expect_continue) /* RFC 9110 section 10.1.1: a proxy may answer it */
-        c->x.bytes_out +=
+    if (c->x->info.expect_continue) /* RFC 9110 section 10.1.1: a proxy may answer it */
+        c->x->bytes_out +=
             (uint64_t)evbuffer_add_printf(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
     set_client_timeouts(c, c->cfg->timeouts.client_body_ms);
     buffer_body(c);
@@ -740,7 +773,7 @@ on_request_head(struct conn *c)
 static void
 read_head(struct conn *c)
 {
-    enum http_step st = http_msg_feed(&c->req, bufferevent_get_input(c->bev), &c->x.bytes_in);
+    enum http_step st = http_msg_feed(&c->req, bufferevent_get_input(c->bev), &c->x->bytes_in);
 
     if (st == HTTP_AGAIN)
         return;
@@ -765,12 +798,9 @@ client_read_cb(struct bufferevent *bev, void *arg)
     struct conn *c = arg;
 
     if (c->req_phase == REQ_BODY)
-        pace_stop(&c->x.pace, clock_coarse_us()); /* the client delivered */
+        pace_stop(&c->x->pace, clock_coarse_us()); /* the client delivered */
     switch (c->state) {
-    case CONN_IDLE:
-        begin_exchange(c);
-        read_head(c);
-        break;
+    case CONN_IDLE: start_request(c); break;
     case CONN_READING_HEAD: read_head(c); break;
     case CONN_BUFFERING_BODY: buffer_body(c); break;
     case CONN_STREAMING:
@@ -1096,6 +1126,7 @@ conn_new(struct listener_rt *l, evutil_socket_t fd, const struct sockaddr *sa, s
         return NULL;
     }
     c->w = w;
+    c->req_phase = REQ_DONE; /* no request body is being read (REQ_BODY implies an exchange) */
     c->listener = l;
     l->refs++;
     c->fd = fd;
@@ -1147,8 +1178,7 @@ conn_free(struct conn *c)
 {
     if (c->w != NULL && c->state == CONN_CLOSED)
         worker_conn_closed(c->w, c);
-    conn_affinity_cancel(c);
-    conn_ratelimit_cancel(c);
+    release_exchange(c);
     upstream_free(c->up);
     upstream_free(c->hedge);
     if (c->bev != NULL) {

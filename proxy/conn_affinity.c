@@ -51,7 +51,7 @@ down_epoch(const struct conn *c, const struct server_rt *s)
 static void
 remember(struct conn *c, struct server_rt *s)
 {
-    session_cache_put(cache_of(c), c->x.aff.key, (uint32_t)s->index, down_epoch(c, s),
+    session_cache_put(cache_of(c), c->x->aff.key, (uint32_t)s->index, down_epoch(c, s),
                       clock_mono_us());
 }
 
@@ -70,9 +70,9 @@ entry_server(struct conn *c, const struct session_entry *e)
 static void
 move(struct conn *c, const struct server_rt *s)
 {
-    c->x.aff.server = router_choose_for_key(c->router, c->x.aff.key,
+    c->x->aff.server = router_choose_for_key(c->router, c->x->aff.key,
                                             s != NULL ? s->cluster->conf->provider : NULL);
-    c->x.aff.stored = NULL;
+    c->x->aff.stored = NULL;
     count(c, AFFINITY_MOVED);
 }
 
@@ -80,15 +80,15 @@ move(struct conn *c, const struct server_rt *s)
 static void
 decide_locally(struct conn *c)
 {
-    struct session_entry *e = session_cache_get(cache_of(c), c->x.aff.key);
+    struct session_entry *e = session_cache_get(cache_of(c), c->x->aff.key);
     struct server_rt *s = e != NULL ? router_at(c->router, e->server) : NULL;
 
     if (s != NULL && !router_server_usable(c->router, s)) {
         move(c, s);
         return;
     }
-    c->x.aff.server = s != NULL ? s : router_choose_for_key(c->router, c->x.aff.key, NULL);
-    c->x.aff.stored = s; /* memory came from Redis or went to it: no write while it is away */
+    c->x->aff.server = s != NULL ? s : router_choose_for_key(c->router, c->x->aff.key, NULL);
+    c->x->aff.stored = s; /* memory came from Redis or went to it: no write while it is away */
     count(c, AFFINITY_LOCAL);
 }
 
@@ -98,13 +98,13 @@ lookup_cb(const redisReply *reply, void *arg)
     struct conn *c = arg;
     struct server_rt *s;
 
-    c->x.aff.op = NULL;
+    c->x->aff.op = NULL;
     if (c->state != CONN_ROUTING)
         return;
     if (reply != NULL && reply->type == REDIS_REPLY_STRING) {
         s = router_find(c->router, reply->str, reply->len);
         if (s != NULL && router_server_usable(c->router, s)) {
-            c->x.aff.server = c->x.aff.stored = s;
+            c->x->aff.server = c->x->aff.stored = s;
             remember(c, s);
             count(c, AFFINITY_REDIS);
         } else {
@@ -113,9 +113,9 @@ lookup_cb(const redisReply *reply, void *arg)
     } else if (reply != NULL && reply->type == REDIS_REPLY_NIL) {
         /* not stored yet (a session's second request), expired, or Redis lost it: memory, else
          * the hash; written back after the response */
-        c->x.aff.server = entry_server(c, session_cache_get(cache_of(c), c->x.aff.key));
-        if (c->x.aff.server == NULL)
-            c->x.aff.server = router_choose_for_key(c->router, c->x.aff.key, NULL);
+        c->x->aff.server = entry_server(c, session_cache_get(cache_of(c), c->x->aff.key));
+        if (c->x->aff.server == NULL)
+            c->x->aff.server = router_choose_for_key(c->router, c->x->aff.key, NULL);
         count(c, AFFINITY_NEW);
     } else {
         decide_locally(c);
@@ -124,11 +124,11 @@ lookup_cb(const redisReply *reply, void *arg)
 }
 
 /* A session cookie trident issued earlier, the application's, or none (then, with issued
- * cookies, a new session id). Returns whether c->x.aff.key is set from the request. */
+ * cookies, a new session id). Returns whether c->x->aff.key is set from the request. */
 static bool
 find_session(struct conn *c, const struct affinity_conf *ac)
 {
-    struct exchange_affinity *x = &c->x.aff;
+    struct exchange_affinity *x = &c->x->aff;
     struct slice v;
 
     if (affinity_request_cookie(&c->req, ac->cookie, &v) &&
@@ -149,7 +149,7 @@ conn_affinity_route(struct conn *c)
 {
     const struct affinity_conf *ac = c->cfg->affinity;
     const struct redis_conf *rc = c->w->redis_cfg != NULL ? c->w->redis_cfg->redis : NULL;
-    struct exchange_affinity *x = &c->x.aff;
+    struct exchange_affinity *x = &c->x->aff;
     struct session_entry *e;
     char hex[33];
 
@@ -187,10 +187,10 @@ store(struct conn *c, struct server_rt *s)
     char hex[33];
 
     remember(c, s);
-    c->x.aff.stored = s;
+    c->x->aff.stored = s;
     if (rc == NULL)
         return;
-    affinity_key_hex(c->x.aff.key, hex);
+    affinity_key_hex(c->x->aff.key, hex);
     redis_command(c->w->redis, 0, NULL, NULL, "SET %ssession:%s %s PX %lld", rc->prefix, hex,
                   s->conf->id, (long long)c->cfg->affinity->ttl_s * 1000);
 }
@@ -200,8 +200,8 @@ conn_affinity_response(struct conn *c, struct rewrite_response_ctx *ctx, char *c
                        size_t cookie_len)
 {
     const struct affinity_conf *ac = c->cfg->affinity;
-    struct exchange_affinity *x = &c->x.aff;
-    struct server_rt *s = c->x.server;
+    struct exchange_affinity *x = &c->x->aff;
+    struct server_rt *s = c->x->server;
     struct slice v;
 
     if (ac == NULL || s == NULL || (x->issue && ctx == NULL))
@@ -228,6 +228,6 @@ conn_affinity_response(struct conn *c, struct rewrite_response_ctx *ctx, char *c
 void
 conn_affinity_cancel(struct conn *c)
 {
-    redis_cancel(c->x.aff.op);
-    c->x.aff.op = NULL;
+    redis_cancel(c->x->aff.op);
+    c->x->aff.op = NULL;
 }

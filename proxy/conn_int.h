@@ -32,7 +32,7 @@ void conn_flush_upstream(struct conn *c);
 static inline const struct sockaddr *
 conn_client_addr(const struct conn *c)
 {
-    return (const struct sockaddr *)(c->x.client.ss_family != AF_UNSPEC ? &c->x.client
+    return (const struct sockaddr *)(c->x->client.ss_family != AF_UNSPEC ? &c->x->client
                                                                          : &c->peer);
 }
 /* got more request body bytes were taken from the client: answer 408 (returns -1) when the
@@ -67,7 +67,7 @@ void conn_affinity_response(struct conn *c, struct rewrite_response_ctx *ctx, ch
                             size_t cookie_len);
 void conn_affinity_cancel(struct conn *c);
 
-/* conn_ratelimit.c: rate limits. At the head: 0, or 429 (c->x.rate.retry_after_s set) when a
+/* conn_ratelimit.c: rate limits. At the head: 0, or 429 (c->x->rate.retry_after_s set) when a
  * local bucket refuses. Before the first attempt: whether the request waits (CONN_ROUTING) for
  * the fleet's count in Redis; conn_start_attempt() runs again when it has, or the request is
  * answered 429. */
@@ -78,27 +78,28 @@ void conn_ratelimit_cancel(struct conn *c);
 /* tunnel.c */
 void tunnel_start(struct conn *c);
 
-/* An exchange is open from the first byte of a request head until its log line is written. */
+/* An exchange is open from the first byte of a request head until its log line is written. Its
+ * memory (c->x) lives a little longer: until the connection is idle again or freed. */
 static inline bool
 conn_exchange_open(const struct conn *c)
 {
-    return c->state == CONN_READING_HEAD || c->state == CONN_BUFFERING_BODY ||
+    return c->x != NULL && (c->state == CONN_READING_HEAD || c->state == CONN_BUFFERING_BODY ||
            c->state == CONN_ROUTING || c->state == CONN_CONNECTING_UPSTREAM ||
-           c->state == CONN_STREAMING || c->state == CONN_TUNNEL;
+           c->state == CONN_STREAMING || c->state == CONN_TUNNEL);
 }
 
 /* The whole request is kept (no body, or one read whole): another attempt can resend it. */
 static inline bool
 conn_replayable(const struct conn *c)
 {
-    return c->x.req_body.kind == BODY_NONE || c->x.body_buffered;
+    return c->x->req_body.kind == BODY_NONE || c->x->body_buffered;
 }
 
 /* A response head (or an error page) has been queued to the client. */
 static inline bool
 conn_response_started(const struct conn *c)
 {
-    return c->x.status != 0;
+    return c->x->status != 0;
 }
 
 #endif

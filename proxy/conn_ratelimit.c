@@ -32,15 +32,15 @@ retry_after_s(uint64_t us)
 static void
 refuse(struct conn *c, const struct rate_limit_conf *l, uint64_t retry_us)
 {
-    c->x.rule = l->name;
-    c->x.rate.retry_after_s = retry_after_s(retry_us);
-    log_debug("client %s: request %s over rate limit %s", c->client, c->x.id, l->name);
+    c->x->rule = l->name;
+    c->x->rate.retry_after_s = retry_after_s(retry_us);
+    log_debug("client %s: request %s over rate limit %s", c->client, c->x->id, l->name);
 }
 
 int
 conn_ratelimit_head(struct conn *c, const struct access_request *r, const char *path)
 {
-    struct exchange_rate *x = &c->x.rate;
+    struct exchange_rate *x = &c->x->rate;
     uint64_t now = clock_mono_us();
 
     x->nhits = (uint8_t)ratelimit_match(c->cfg->rate_limits, c->cfg->nrate_limits, r, path,
@@ -66,7 +66,7 @@ static void
 verdict_cb(const redisReply *reply, void *arg)
 {
     struct conn *c = arg;
-    struct exchange_rate *x = &c->x.rate;
+    struct exchange_rate *x = &c->x->rate;
 
     x->op = NULL;
     if (c->state != CONN_ROUTING)
@@ -88,7 +88,7 @@ verdict_cb(const redisReply *reply, void *arg)
 bool
 conn_ratelimit_route(struct conn *c)
 {
-    struct exchange_rate *x = &c->x.rate;
+    struct exchange_rate *x = &c->x->rate;
     const struct redis_conf *rc = c->w->redis_cfg != NULL ? c->w->redis_cfg->redis : NULL;
     const char *argv[2 + 3 * RATELIMIT_MAX_HITS];
     size_t lens[2 + 3 * RATELIMIT_MAX_HITS];
@@ -130,6 +130,6 @@ conn_ratelimit_route(struct conn *c)
 void
 conn_ratelimit_cancel(struct conn *c)
 {
-    redis_cancel(c->x.rate.op);
-    c->x.rate.op = NULL;
+    redis_cancel(c->x->rate.op);
+    c->x->rate.op = NULL;
 }

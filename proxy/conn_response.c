@@ -39,9 +39,9 @@ pump_response(struct conn *c)
 {
     struct evbuffer *out = client_out(c);
     size_t before = evbuffer_get_length(out);
-    enum body_step st = body_pump(&c->x.resp_body, bufferevent_get_input(c->up->bev), out);
+    enum body_step st = body_pump(&c->x->resp_body, bufferevent_get_input(c->up->bev), out);
 
-    c->x.bytes_out += evbuffer_get_length(out) - before;
+    c->x->bytes_out += evbuffer_get_length(out) - before;
     switch (st) {
     case BODY_AGAIN: conn_update_flow(c); return;
     case BODY_DONE: response_complete(c); return;
@@ -57,7 +57,7 @@ write_head(struct conn *c, const struct rewrite_response_ctx *ctx)
     size_t before = evbuffer_get_length(out);
     int rc = rewrite_response(&c->up->resp, ctx, out);
 
-    c->x.bytes_out += evbuffer_get_length(out) - before;
+    c->x->bytes_out += evbuffer_get_length(out) - before;
     return rc;
 }
 
@@ -87,15 +87,15 @@ on_final_head(struct conn *c)
     ctx.chunked = !http10 && (kind == BODY_CHUNKED || kind == BODY_UNTIL_EOF);
     if ((http10 && (kind == BODY_CHUNKED || kind == BODY_UNTIL_EOF)) ||
         c->req_phase != REQ_DONE || c->w->state != WORKER_RUNNING)
-        c->x.keep_alive = false;
-    ctx.close = !c->x.keep_alive;
+        c->x->keep_alive = false;
+    ctx.close = !c->x->keep_alive;
     conn_affinity_response(c, &ctx, cookie, sizeof(cookie));
-    body_init(&c->x.resp_body, kind, p->content_length, ctx.chunked, UINT64_MAX, &c->up->resp);
+    body_init(&c->x->resp_body, kind, p->content_length, ctx.chunked, UINT64_MAX, &c->up->resp);
     if (write_head(c, &ctx) < 0) {
         conn_fail(c, 503, REASON_RESOURCE);
         return;
     }
-    c->x.status = p->status_code;
+    c->x->status = p->status_code;
     c->resp_phase = RESP_BODY;
     if (kind == BODY_NONE)
         response_complete(c);
@@ -108,7 +108,7 @@ on_switching_protocols(struct conn *c)
 {
     struct rewrite_response_ctx ctx = {.upgrade = true};
 
-    if (!c->x.info.websocket || c->req_phase != REQ_DONE ||
+    if (!c->x->info.websocket || c->req_phase != REQ_DONE ||
         !headers_response_is_clean(&c->up->resp)) {
         conn_fail(c, 502, REASON_UPSTREAM_BAD_RESPONSE);
         return;
@@ -118,7 +118,7 @@ on_switching_protocols(struct conn *c)
         conn_fail(c, 503, REASON_RESOURCE);
         return;
     }
-    c->x.status = 101;
+    c->x->status = 101;
     tunnel_start(c);
 }
 
@@ -129,7 +129,7 @@ relay_interim(struct conn *c)
 {
     struct rewrite_response_ctx ctx = {0};
 
-    if (++c->x.interim > MAX_INTERIM || !headers_response_is_clean(&c->up->resp))
+    if (++c->x->interim > MAX_INTERIM || !headers_response_is_clean(&c->up->resp))
         return -1;
     if (c->req.parser.http_minor >= 1 && write_head(c, &ctx) < 0)
         return -1;
@@ -143,10 +143,10 @@ static void
 attempt_failed(struct conn *c, bool connect_failed, int status, enum reason why,
                enum passive_event ev)
 {
-    if (c->x.server->stats != NULL)
-        stat_add(&c->x.server->stats->failures, 1);
+    if (c->x->server->stats != NULL)
+        stat_add(&c->x->server->stats->failures, 1);
     if (why != REASON_UPSTREAM_BAD_RESPONSE) /* refused, reset, timeouts: the passive kinds */
-        passive_failure(c->router->health, c->x.server, ev);
+        passive_failure(c->router->health, c->x->server, ev);
     if (c->hedge != NULL && !conn_response_started(c)) {
         conn_promote_hedge(c); /* the hedge, connected or still connecting, takes over */
         return;
@@ -161,18 +161,18 @@ on_head(struct conn *c)
 {
     int status = c->up->resp.parser.status_code;
 
-    c->x.header_us = clock_mono_us();
+    c->x->header_us = clock_mono_us();
     conn_drop_hedge(c); /* the other attempt, if any, lost */
     evtimer_del(c->timer);
-    passive_response(c->router->health, c->x.server, status);
-    if (c->x.server->stats != NULL)
-        stat_add(&c->x.server->stats->responses[status / 100 <= 5 ? status / 100 : 0], 1);
-    if (c->x.sent_us != 0) {
-        router_observe_latency((struct cluster_rt *)c->x.server->cluster,
-                               c->x.header_us - c->x.sent_us);
-        if (c->x.server->stats != NULL)
-            stats_observe(c->x.server->stats->latency, &c->x.server->stats->latency_sum_us,
-                          c->x.header_us - c->x.sent_us);
+    passive_response(c->router->health, c->x->server, status);
+    if (c->x->server->stats != NULL)
+        stat_add(&c->x->server->stats->responses[status / 100 <= 5 ? status / 100 : 0], 1);
+    if (c->x->sent_us != 0) {
+        router_observe_latency((struct cluster_rt *)c->x->server->cluster,
+                               c->x->header_us - c->x->sent_us);
+        if (c->x->server->stats != NULL)
+            stats_observe(c->x->server->stats->latency, &c->x->server->stats->latency_sum_us,
+                          c->x->header_us - c->x->sent_us);
     }
     if (status == 101)
         on_switching_protocols(c);
@@ -251,14 +251,14 @@ on_upstream_event(void *arg, short what)
         enum reason why = timeout                      ? REASON_UPSTREAM_CONNECT_TIMEOUT
                           : upstream_tls_failed(c->up) ? REASON_UPSTREAM_TLS
                                                        : REASON_UPSTREAM_REFUSED;
-        log_debug("server %s: connect failed: %s", c->x.server->conf->id, reason_name(why));
+        log_debug("server %s: connect failed: %s", c->x->server->conf->id, reason_name(why));
         attempt_failed(c, true, timeout ? 504 : 502, why,
                        timeout ? PASSIVE_TIMEOUT : PASSIVE_CONNECT);
         return;
     }
     if ((what & BEV_EVENT_EOF) && c->resp_phase == RESP_BODY &&
-        c->x.resp_body.kind == BODY_UNTIL_EOF) {
-        body_finish_eof(&c->x.resp_body, client_out(c));
+        c->x->resp_body.kind == BODY_UNTIL_EOF) {
+        body_finish_eof(&c->x->resp_body, client_out(c));
         response_complete(c);
         return;
     }
@@ -305,18 +305,18 @@ on_hedge_read(void *arg)
     int rc = read_heads(c, c->hedge, false);
 
     if (rc < 0) {
-        if (c->x.hedge_server->stats != NULL)
-            stat_add(&c->x.hedge_server->stats->failures, 1);
-        passive_failure(c->router->health, c->x.hedge_server, PASSIVE_CONNECT);
+        if (c->x->hedge_server->stats != NULL)
+            stat_add(&c->x->hedge_server->stats->failures, 1);
+        passive_failure(c->router->health, c->x->hedge_server, PASSIVE_CONNECT);
         conn_drop_hedge(c);
     } else if (rc > 0) {
-        log_debug("request %s: the hedge to %s answered first", c->x.id,
-                  c->x.hedge_server->conf->id);
+        log_debug("request %s: the hedge to %s answered first", c->x->id,
+                  c->x->hedge_server->conf->id);
         /* The first server stayed silent past its usual response time and then lost to a
          * request sent later: a timeout for the passive check (as Envoy counts per-try
          * timeouts). A busy healthy server resets the count with its next success; a hung one
          * is out after a few hedge delays instead of a whole response timeout. */
-        passive_failure(c->router->health, c->x.server, PASSIVE_TIMEOUT);
+        passive_failure(c->router->health, c->x->server, PASSIVE_TIMEOUT);
         conn_promote_hedge(c);
         on_head(c);
     }
@@ -332,9 +332,9 @@ on_hedge_event(void *arg, short what)
 {
     struct conn *c = arg;
 
-    if (c->x.hedge_server->stats != NULL)
-        stat_add(&c->x.hedge_server->stats->failures, 1);
-    passive_failure(c->router->health, c->x.hedge_server,
+    if (c->x->hedge_server->stats != NULL)
+        stat_add(&c->x->hedge_server->stats->failures, 1);
+    passive_failure(c->router->health, c->x->hedge_server,
                     (what & BEV_EVENT_TIMEOUT) ? PASSIVE_TIMEOUT : PASSIVE_CONNECT);
     conn_drop_hedge(c);
 }

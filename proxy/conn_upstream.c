@@ -37,7 +37,7 @@ queued(struct conn *c, struct upstream *u)
 
     bufferevent_set_timeouts(u->bev, &resp, &send);
     if (u == c->up)
-        c->x.sent_us = clock_mono_us();
+        c->x->sent_us = clock_mono_us();
 }
 
 /* Copy, not move: the source is kept for the next attempt (at most retry_body_bytes). */
@@ -69,12 +69,12 @@ send_request(struct conn *c, struct upstream *u)
 void
 conn_request_body(struct conn *c)
 {
-    struct body *b = &c->x.req_body;
+    struct body *b = &c->x->req_body;
     uint64_t before = b->wire_in;
     enum body_step st;
 
     st = body_pump(b, bufferevent_get_input(c->bev), bufferevent_get_output(c->up->bev));
-    c->x.bytes_in += b->wire_in - before;
+    c->x->bytes_in += b->wire_in - before;
     switch (st) {
     case BODY_AGAIN:
         conn_update_flow(c);
@@ -103,7 +103,7 @@ conn_upstream_ready(struct conn *c)
 
     conn_set_state(c, CONN_STREAMING);
     c->resp_phase = RESP_HEAD;
-    c->x.connected_us = clock_mono_us();
+    c->x->connected_us = clock_mono_us();
     bufferevent_set_timeouts(u->bev, NULL, &send);
     bufferevent_enable(u->bev, EV_READ | EV_WRITE);
     send_request(c, u);
@@ -136,9 +136,9 @@ open_upstream(struct conn *c, struct server_rt *s, const struct upstream_handler
     /* a request conn_retry_fresh() can send again needs no look before (HAProxy's way); the
      * others (a POST, a streamed body) are not sent into a connection the server closed */
     bool verify = !conn_replayable(c) || !retry_method_idempotent(c->req.parser.method);
-    struct upstream *u = c->x.fresh_only ? NULL : upstream_pool_take(&s->pool, verify);
+    struct upstream *u = c->x->fresh_only ? NULL : upstream_pool_take(&s->pool, verify);
 
-    c->x.fresh_only = false;
+    c->x->fresh_only = false;
     *pooled = u != NULL;
     if (u != NULL) {
         upstream_attach(u, h, c);
@@ -163,49 +163,49 @@ answer_all_down(struct conn *c)
 void
 conn_start_attempt(struct conn *c)
 {
-    struct pick_avoid avoid = {c->x.tried, c->x.ntried, c->x.failed_provider};
-    struct server_rt *s = c->x.aff.server;
+    struct pick_avoid avoid = {c->x->tried, c->x->ntried, c->x->failed_provider};
+    struct server_rt *s = c->x->aff.server;
     bool pooled;
 
-    if (c->x.attempts == 0) {
+    if (c->x->attempts == 0) {
         if (conn_ratelimit_route(c) || conn_affinity_route(c)) {
             if (c->state != CONN_ROUTING) /* the rate verdict may lead to the session lookup */
                 conn_set_state(c, CONN_ROUTING); /* lookup_cb starts the attempt */
             return;
         }
-        c->x.first_attempt_us = clock_mono_us();
+        c->x->first_attempt_us = clock_mono_us();
         router_hedge_credit(c->router, c->cfg->failover.hedge_budget_pct);
-        s = c->x.aff.server;
+        s = c->x->aff.server;
     }
     /* the session's server first, while it serves; then the balancer. A session's retry goes
      * where the session will move: the same provider first, the same server on every instance. */
-    if (c->x.attempts > 0 && c->x.aff.keyed && c->x.aff.server != NULL)
-        s = c->x.ntried < CONN_MAX_ATTEMPTS
-                ? router_choose_for_key_avoiding(c->router, c->x.aff.key, &avoid)
+    if (c->x->attempts > 0 && c->x->aff.keyed && c->x->aff.server != NULL)
+        s = c->x->ntried < CONN_MAX_ATTEMPTS
+                ? router_choose_for_key_avoiding(c->router, c->x->aff.key, &avoid)
                 : NULL;
-    else if (c->x.attempts > 0 || s == NULL || !router_server_usable(c->router, s))
-        s = c->x.ntried < CONN_MAX_ATTEMPTS ? router_pick(c->router, &avoid) : NULL;
-    if (s == NULL && c->x.ntried < CONN_MAX_ATTEMPTS &&
+    else if (c->x->attempts > 0 || s == NULL || !router_server_usable(c->router, s))
+        s = c->x->ntried < CONN_MAX_ATTEMPTS ? router_pick(c->router, &avoid) : NULL;
+    if (s == NULL && c->x->ntried < CONN_MAX_ATTEMPTS &&
         (s = router_pick_panic(c->router, &avoid)) != NULL)
         worker_count(c->w, REASON_PANIC);
     if (s == NULL) {
         /* Nothing could take it: all down for a new request; for one that already failed
          * somewhere, that failure (502/504) says more than "no server". */
-        if (c->x.attempts == 0)
+        if (c->x->attempts == 0)
             answer_all_down(c);
         else
-            conn_fail(c, c->x.fail_status, c->x.fail_reason);
+            conn_fail(c, c->x->fail_status, c->x->fail_reason);
         return;
     }
-    c->x.server = s;
-    c->x.tried[c->x.ntried++] = s;
-    if (c->x.attempts++ > 0 && s->stats != NULL)
+    c->x->server = s;
+    c->x->tried[c->x->ntried++] = s;
+    if (c->x->attempts++ > 0 && s->stats != NULL)
         stat_add(&s->stats->retries, 1);
     router_begin(s);
     conn_set_state(c, CONN_CONNECTING_UPSTREAM);
-    c->x.connect_start_us = clock_mono_us();
+    c->x->connect_start_us = clock_mono_us();
     c->up = open_upstream(c, s, &conn_upstream_handler, &pooled);
-    c->x.pooled = pooled;
+    c->x->pooled = pooled;
     if (c->up == NULL) {
         log_warn("connect to server %s: cannot create a socket", s->conf->id);
         conn_fail(c, 503, REASON_RESOURCE);
@@ -221,10 +221,10 @@ static void
 leave_server(struct conn *c)
 {
     conn_drop_upstream(c);
-    if (c->x.server != NULL) {
-        c->x.failed_provider = c->x.server->cluster->conf->provider;
-        router_end(c->x.server);
-        c->x.server = NULL;
+    if (c->x->server != NULL) {
+        c->x->failed_provider = c->x->server->cluster->conf->provider;
+        router_end(c->x->server);
+        c->x->server = NULL;
     }
 }
 
@@ -237,18 +237,18 @@ conn_retry(struct conn *c, bool connect_failed, int status, enum reason why)
         .idempotent = retry_method_idempotent(c->req.parser.method),
         .replayable = conn_replayable(c),
         .response_started = conn_response_started(c),
-        .attempts = c->x.attempts,
+        .attempts = c->x->attempts,
         .max_retries = (unsigned)f->retries,
-        .elapsed_us = clock_mono_us() - c->x.first_attempt_us,
+        .elapsed_us = clock_mono_us() - c->x->first_attempt_us,
         .budget_us = (uint64_t)f->retry_budget_ms * 1000,
     };
 
     if (!retry_allowed(&facts))
         return false;
-    log_debug("request %s: %s on server %s; retrying elsewhere", c->x.id, reason_name(why),
-              c->x.server->conf->id);
-    c->x.fail_status = status;
-    c->x.fail_reason = why;
+    log_debug("request %s: %s on server %s; retrying elsewhere", c->x->id, reason_name(why),
+              c->x->server->conf->id);
+    c->x->fail_status = status;
+    c->x->fail_reason = why;
     conn_drop_hedge(c);
     leave_server(c);
     evtimer_del(c->timer);
@@ -264,19 +264,19 @@ conn_retry(struct conn *c, bool connect_failed, int status, enum reason why)
 bool
 conn_retry_fresh(struct conn *c, short what)
 {
-    struct server_rt *s = c->x.server;
+    struct server_rt *s = c->x->server;
 
-    if (!c->x.pooled || (what & BEV_EVENT_TIMEOUT) || c->resp_phase != RESP_HEAD ||
+    if (!c->x->pooled || (what & BEV_EVENT_TIMEOUT) || c->resp_phase != RESP_HEAD ||
         c->up->resp.head_bytes > 0 || !conn_replayable(c) ||
-        !retry_method_idempotent(c->req.parser.method) || c->x.attempts >= CONN_MAX_ATTEMPTS)
+        !retry_method_idempotent(c->req.parser.method) || c->x->attempts >= CONN_MAX_ATTEMPTS)
         return false;
     log_debug("server %s: reused connection closed before the response; retrying",
               s->conf->id);
     conn_drop_upstream(c);
     router_end(s);
-    c->x.ntried--; /* the same server is picked again, on purpose */
-    c->x.fresh_only = true;
-    c->x.failed_provider = NULL;
+    c->x->ntried--; /* the same server is picked again, on purpose */
+    c->x->fresh_only = true;
+    c->x->failed_provider = NULL;
     conn_start_attempt(c);
     return true;
 }
@@ -287,7 +287,7 @@ conn_retry_fresh(struct conn *c, short what)
 static int
 hedge_delay_ms(const struct conn *c)
 {
-    const struct cluster_rt *cl = c->x.server->cluster;
+    const struct cluster_rt *cl = c->x->server->cluster;
     int ms;
 
     if (c->cfg->failover.hedge_delay_ms > 0)
@@ -303,8 +303,8 @@ arm_hedge(struct conn *c)
 {
     const struct failover_conf *f = &c->cfg->failover;
 
-    if (!f->hedge || c->hedge != NULL || c->x.hedged || !conn_replayable(c) ||
-        !retry_method_idempotent(c->req.parser.method) || c->x.info.websocket)
+    if (!f->hedge || c->hedge != NULL || c->x->hedged || !conn_replayable(c) ||
+        !retry_method_idempotent(c->req.parser.method) || c->x->info.websocket)
         return;
     if (hedge_delay_ms(c) * 2 > c->cfg->timeouts.upstream_response_ms)
         return; /* a hedge this late would not beat the timeout by much */
@@ -316,12 +316,12 @@ arm_hedge(struct conn *c)
 void
 conn_hedge_timer(struct conn *c)
 {
-    struct pick_avoid avoid = {c->x.tried, c->x.ntried, c->x.server->cluster->conf->provider};
+    struct pick_avoid avoid = {c->x->tried, c->x->ntried, c->x->server->cluster->conf->provider};
     struct server_rt *s;
     bool pooled;
 
     if ((c->state == CONN_STREAMING && c->resp_phase != RESP_HEAD) || c->hedge != NULL ||
-        c->x.ntried >= CONN_MAX_ATTEMPTS)
+        c->x->ntried >= CONN_MAX_ATTEMPTS)
         return;
     s = router_pick(c->router, &avoid);
     if (s == NULL || strcmp(s->cluster->conf->provider, avoid.provider) == 0 ||
@@ -330,12 +330,12 @@ conn_hedge_timer(struct conn *c)
     c->hedge = open_upstream(c, s, &conn_hedge_handler, &pooled);
     if (c->hedge == NULL)
         return;
-    log_debug("request %s: no response from %s after %d ms; hedging to %s", c->x.id,
-              c->x.server->conf->id, hedge_delay_ms(c), s->conf->id);
-    c->x.hedged = true;
-    c->x.hedge_server = s;
-    c->x.tried[c->x.ntried++] = s;
-    c->x.attempts++;
+    log_debug("request %s: no response from %s after %d ms; hedging to %s", c->x->id,
+              c->x->server->conf->id, hedge_delay_ms(c), s->conf->id);
+    c->x->hedged = true;
+    c->x->hedge_server = s;
+    c->x->tried[c->x->ntried++] = s;
+    c->x->attempts++;
     router_begin(s);
     worker_count(c->w, REASON_HEDGED);
     if (s->stats != NULL)
@@ -361,8 +361,8 @@ conn_drop_hedge(struct conn *c)
         return;
     upstream_free(c->hedge);
     c->hedge = NULL;
-    router_end(c->x.hedge_server);
-    c->x.hedge_server = NULL;
+    router_end(c->x->hedge_server);
+    c->x->hedge_server = NULL;
 }
 
 /* The hedge answered first, or the first attempt failed while the hedge runs: the hedge becomes
@@ -374,11 +374,11 @@ conn_promote_hedge(struct conn *c)
     struct upstream *u = c->hedge;
 
     conn_drop_upstream(c);
-    router_end(c->x.server);
-    c->x.server = c->x.hedge_server;
+    router_end(c->x->server);
+    c->x->server = c->x->hedge_server;
     c->up = u;
     c->hedge = NULL;
-    c->x.hedge_server = NULL;
+    c->x->hedge_server = NULL;
     upstream_set_handler(u, &conn_upstream_handler, c);
     evtimer_del(c->timer);
     if (u->state == UPSTREAM_CONNECTING) {
@@ -390,5 +390,5 @@ conn_promote_hedge(struct conn *c)
         conn_set_state(c, CONN_STREAMING);
         c->resp_phase = RESP_HEAD;
     }
-    c->x.sent_us = c->x.sent_us ? c->x.sent_us : clock_mono_us();
+    c->x->sent_us = c->x->sent_us ? c->x->sent_us : clock_mono_us();
 }

@@ -23,7 +23,7 @@ client_read_cb(struct bufferevent *bev, void *arg)
     struct conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
 
-    c->x.bytes_in += evbuffer_get_length(in);
+    c->x->bytes_in += evbuffer_get_length(in);
     evbuffer_add_buffer(bufferevent_get_output(c->up->bev), in);
     touch(c);
     conn_update_flow(c);
@@ -36,7 +36,7 @@ up_read(void *arg)
     struct conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(c->up->bev);
 
-    c->x.bytes_out += evbuffer_get_length(in);
+    c->x->bytes_out += evbuffer_get_length(in);
     evbuffer_add_buffer(bufferevent_get_output(c->bev), in);
     touch(c);
     conn_update_flow(c);
@@ -82,9 +82,9 @@ up_event(void *arg, short what)
     struct conn *c = arg;
 
     if (what & BEV_EVENT_TIMEOUT)
-        c->x.reason = REASON_UPSTREAM_SEND_TIMEOUT;
+        c->x->reason = REASON_UPSTREAM_SEND_TIMEOUT;
     else if (what & BEV_EVENT_ERROR)
-        c->x.reason = REASON_UPSTREAM_RESET;
+        c->x->reason = REASON_UPSTREAM_RESET;
     conn_close_after_flush(c);
 }
 
@@ -108,7 +108,7 @@ tunnel_start(struct conn *c)
     struct timeval usend = clock_tv_ms(c->cfg->timeouts.upstream_send_ms);
 
     conn_set_state(c, CONN_TUNNEL);
-    c->x.keep_alive = false;
+    c->x->keep_alive = false;
     upstream_attach(c->up, &tunnel_upstream_handler, c);
     bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
     bufferevent_set_timeouts(c->bev, NULL, &csend);

@@ -478,9 +478,9 @@ health_changed(struct worker *w)
                 continue;
             for (c = TAILQ_FIRST(&w->conns); c != NULL; c = next) {
                 next = TAILQ_NEXT(c, link);
-                if (c->state == CONN_TUNNEL && c->x.server != NULL &&
-                    (c->x.server == s || /* or the same server, in a tunnel from before a reload */
-                     (c->router != r && strcmp(c->x.server->conf->id, s->conf->id) == 0)))
+                if (c->state == CONN_TUNNEL && c->x->server != NULL &&
+                    (c->x->server == s || /* or the same server, in a tunnel from before a reload */
+                     (c->router != r && strcmp(c->x->server->conf->id, s->conf->id) == 0)))
                     conn_close_now(c, REASON_SERVER_DOWN);
             }
         }
