@@ -120,6 +120,8 @@ struct exchange {
                                        the connection's peer is the client */
     char client_text[ADDR_TEXT_MAX];
     int64_t max_request_body;    /* limits.max_request_body, or the access rule's */
+    struct evbuffer *body;       /* the request body as sent (framed) when it is read whole first
+                                    (CONN_BUFFERING_BODY); else NULL. Owned. */
 };
 
 struct conn {
@@ -146,7 +148,6 @@ struct conn {
     struct upstream *up;         /* the server connection of the current exchange */
     struct upstream *hedge;      /* a second attempt racing `up`, or NULL */
     struct evbuffer *up_head;    /* rewritten request head, kept until the response starts */
-    struct evbuffer *body;       /* the request body as sent (framed), when read whole first */
     unsigned requests;           /* exchanges begun on this connection */
     bool client_eof;             /* the client shut down its sending side */
     bool reads_too_slowly;       /* the client drains its responses slower than

@@ -375,7 +375,6 @@ conn_fail(struct conn *c, int status, enum reason why)
 static bool
 begin_exchange(struct conn *c)
 {
-    evbuffer_drain(c->body, (size_t)-1);
     c->x = calloc(1, sizeof(*c->x));
     if (c->x == NULL)
         return false;
@@ -398,6 +397,8 @@ release_exchange(struct conn *c)
         return;
     conn_affinity_cancel(c);
     conn_ratelimit_cancel(c);
+    if (c->x->body != NULL)
+        evbuffer_free(c->x->body);
     free(c->x);
     c->x = NULL;
 }
@@ -664,14 +665,14 @@ buffer_body(struct conn *c)
 {
     struct body *b = &c->x->req_body;
     uint64_t before = b->wire_in;
-    enum body_step st = body_pump(b, bufferevent_get_input(c->bev), c->body);
+    enum body_step st = body_pump(b, bufferevent_get_input(c->bev), c->x->body);
 
     c->x->bytes_in += b->wire_in - before;
     if (st == BODY_AGAIN && conn_body_paced(c, b->wire_in - before) < 0)
         return;
     switch (st) {
     case BODY_AGAIN:
-        if (evbuffer_get_length(c->body) <= (size_t)c->cfg->failover.retry_body_bytes)
+        if (evbuffer_get_length(c->x->body) <= (size_t)c->cfg->failover.retry_body_bytes)
             return;
         /* A chunked body grew past what is kept: stream it; no replay for this one. */
         conn_start_attempt(c);
@@ -753,7 +754,8 @@ on_request_head(struct conn *c)
         return;
     }
     buffering = wants_buffering(c);
-    if (rewrite_head(c, buffering) < 0) {
+    if (rewrite_head(c, buffering) < 0 ||
+        (buffering && (c->x->body = evbuffer_new()) == NULL)) {
         conn_fail(c, 503, REASON_RESOURCE);
         return;
     }
@@ -1138,8 +1140,7 @@ conn_new(struct listener_rt *l, evutil_socket_t fd, const struct sockaddr *sa, s
     c->timer = evtimer_new(w->base, timer_cb, c);
     c->free_ev = event_new(w->base, -1, 0, free_cb, c);
     c->up_head = evbuffer_new();
-    c->body = evbuffer_new();
-    if (c->timer == NULL || c->free_ev == NULL || c->up_head == NULL || c->body == NULL) {
+    if (c->timer == NULL || c->free_ev == NULL || c->up_head == NULL) {
         conn_free(c);
         return NULL;
     }
@@ -1197,8 +1198,6 @@ conn_free(struct conn *c)
         event_free(c->free_ev);
     if (c->up_head != NULL)
         evbuffer_free(c->up_head);
-    if (c->body != NULL)
-        evbuffer_free(c->body);
     http_msg_release(&c->req);
     tls_server_unref(c->tls);
     router_unref(c->router);

@@ -55,13 +55,13 @@ static void
 send_request(struct conn *c, struct upstream *u)
 {
     struct evbuffer *out = bufferevent_get_output(u->bev);
-    bool replayable = conn_replayable(c);
+    struct evbuffer *body = c->x->body; /* NULL: no body, or one that streams */
 
     copy_buffer(out, c->up_head);
-    if (replayable)
-        copy_buffer(out, c->body);
-    else
-        evbuffer_add_buffer(out, c->body); /* the prefix of a body too big to keep */
+    if (body != NULL && conn_replayable(c))
+        copy_buffer(out, body);
+    else if (body != NULL)
+        evbuffer_add_buffer(out, body); /* the prefix of a body too big to keep */
     u->uses++;
     http_msg_reset(&u->resp);
 }
