@@ -274,9 +274,14 @@ conn_retry_fresh(struct conn *c, short what)
               s->conf->id);
     conn_drop_upstream(c);
     router_end(s);
-    c->x->ntried--; /* the same server is picked again, on purpose */
+    c->x->server = NULL; /* ended: finish_exchange must not end it again */
+    c->x->ntried--;      /* the same server is picked again, on purpose */
     c->x->fresh_only = true;
     c->x->failed_provider = NULL;
+    /* should no server take it now (put in maintenance meanwhile), the client is told what
+     * happened, not a status 0 */
+    c->x->fail_status = 502;
+    c->x->fail_reason = REASON_UPSTREAM_RESET;
     conn_start_attempt(c);
     return true;
 }

@@ -497,6 +497,32 @@ class AdminStates(AdminCase):
                 self.assertIn(f"admin: {TOKEN_NAME} set servers {xid} to {state}", log)
         self.assertNoUpstreamErrors()
 
+    def test_fresh_retry_finds_the_server_in_maintenance(self):
+        # The keep-alive race (a pooled connection closes as the request goes out) while the
+        # server is put into maintenance: the fresh retry finds no server. The client is told
+        # 502, and the server's active count ends at 0: its attempt was ended once, not twice.
+        admin = {}
+
+        def handler(ex):
+            if ex.req.conn_seq >= 1:
+                admin["ad"].post("/servers/web-1/maintenance")
+                wait_server(admin["ad"], "web-1", admin="maintenance", usable=False)
+                ex.close()
+                return
+            status_handler(ex)
+
+        up = self.upstream(0, handler=handler, name="a")
+        cfg = self.with_admin(make_config([cluster("web", [up])], failover=NO_HEDGE))
+        with self.trident(cfg) as t, Client.to(t) as c:
+            admin["ad"] = Admin.of(t)
+            self.assertEqual(c.exchange("GET", "/first").status, 200)
+            r = c.exchange("GET", "/second")
+            self.assertErrorPage(r, 502)
+            e = t.wait_for_access(lambda e: e.get("path") == "/second")
+            self.assertEqual((e["status"], e["reason"]), (502, "upstream_reset"))
+            self.assertEqual(server_status(admin["ad"].status(), "web-1")["active_requests"], 0)
+        self.assertEqual([r.target for r in up.requests], ["/first", "/second"])
+
     def start_slow_request(self):
         """trident over web-1 (a, weight 100) and web-2 (b); a GET /slow is held at a until the
         returned gate is set. Returns (trident, admin, the client that sent /slow, a, gate)."""
