@@ -844,8 +844,16 @@ conn_flush_client(struct conn *c)
     if (c->bev == NULL || c->state == CONN_CLOSED)
         return;
     if (c->tls == NULL) {
-        if (bevio_flush(c->bev))
-            client_write_cb(c->bev, c);
+        bufferevent_data_cb written;
+        void *arg;
+
+        /* All of it went and the write event is disarmed: the installed write callback (this
+         * file's, or the tunnel's after a 101) must run now, as libevent would have run it. */
+        if (!bevio_flush(c->bev))
+            return;
+        bufferevent_getcb(c->bev, NULL, &written, NULL, &arg);
+        if (written != NULL)
+            written(c->bev, arg);
         return;
     }
     out = bufferevent_get_output(c->bev);

@@ -90,6 +90,26 @@ class WebSocket(E2ETestCase):
             self.assertEqual(ws_read_frame(c.reader), (True, 1, False, b"GET / HTTP/1.1\r\n\r\n"))
         self.assertEqual(len(up.requests), 1)
 
+    def test_server_data_past_the_buffer_with_the_handshake_keeps_flowing(self):
+        # The 101 and a frame larger than limits.buffer_bytes in one write: the first read fills
+        # the client's output past the high watermark, which pauses reading from the server; the
+        # rest must follow once the client's output drains, with the client sending nothing.
+        big = os.urandom(8192)
+
+        def handler(ex):
+            key = ex.req.headers.get("sec-websocket-key")
+            ex.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + ws_accept(key).encode() +
+                    b"\r\n\r\n" + ws_frame(2, big, mask=False))
+            ex.websocket_echo_frames()
+
+        up = self.upstream(0, handler=handler)
+        cfg = make_config([cluster("c", [up])], limits={"buffer_bytes": 4096})
+        with self.trident(cfg) as t, Client.to(t) as c:
+            _, r = handshake(c, path="/push")
+            self.assertEqual(r.status, 101)
+            self.assertEqual(ws_read_frame(c.reader), (True, 2, False, big))
+
     def test_client_closing_tunnel_closes_upstream(self):
         up = self.upstream(0, handler=ws_handler)
         with self.trident(make_config([cluster("c", [up])])) as t:
