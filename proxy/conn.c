@@ -735,9 +735,10 @@ on_request_head(struct conn *c)
         status = check_access(c, &why);
     }
     c->x->keep_alive = llhttp_should_keep_alive(&c->req.parser) && c->w->state == WORKER_RUNNING;
+    /* Until the body is read, an answer given now (429, 503, ...) leaves it unread: the
+     * connection then closes (error_keeps_connection) unless there is none. */
+    c->req_phase = request_has_body(c) ? REQ_BODY : REQ_DONE;
     if (status == 429) {
-        /* the body (if any) is not read: the connection closes unless there is none */
-        c->req_phase = request_has_body(c) ? REQ_BODY : REQ_DONE;
         conn_answer(c, 429, why, c->x->rate.retry_after_s, NULL, 0);
         return;
     }
