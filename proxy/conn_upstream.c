@@ -270,6 +270,12 @@ conn_retry_fresh(struct conn *c, short what)
         c->up->resp.head_bytes > 0 || !conn_replayable(c) ||
         !retry_method_idempotent(c->req.parser.method) || c->x->attempts >= CONN_MAX_ATTEMPTS)
         return false;
+    if (c->hedge != NULL) { /* the request already runs elsewhere: that attempt takes over */
+        log_debug("server %s: reused connection closed before the response; the hedge takes over",
+                  s->conf->id);
+        conn_promote_hedge(c);
+        return true;
+    }
     log_debug("server %s: reused connection closed before the response; retrying",
               s->conf->id);
     conn_drop_upstream(c);

@@ -673,6 +673,32 @@ class Hedging(E2ETestCase):
             self.assertEqual(e["attempts"], 2, "the hedge was not reused as the retry")
         self.assertEqual(len(b.requests), 1)
 
+    def test_pooled_primary_closing_while_the_hedge_is_pending(self):
+        # The keep-alive race on the primary's reused connection (closed without an answer)
+        # while a hedge runs: the hedge takes over, rather than a third attempt.
+        def close_race(ex):
+            if ex.req.target == "/race":
+                time.sleep(0.4)
+                ex.close()
+                return
+            echo_handler(ex)
+
+        def answer_later(ex):
+            time.sleep(0.6)
+            echo_handler(ex)
+
+        a, b, cfg = self.setup_pair(close_race, {"hedge_budget_pct": 100, "hedge_delay_ms": 100})
+        b.handler = answer_later
+        with self.trident(cfg) as t, Client.to(t) as c:
+            self.assertEqual(served_by(c.exchange("GET", "/warm")), "a")  # pools a connection
+            r = c.exchange("GET", "/race")
+            self.assertEqual((r.status, r.body), (200, b"GET /race\n"))
+            e = t.wait_for_access(lambda e: e.get("path") == "/race")
+            self.assertEqual((e["status"], e.get("hedged"), e["server"]), (200, True, "gmo-1"))
+            self.assertEqual(e["attempts"], 2, "a third attempt beside the hedge")
+        self.assertEqual([r.target for r in b.requests], ["/race"])
+        self.assertEqual([(r.target, r.conn_seq) for r in a.requests], [("/warm", 0), ("/race", 1)])
+
     def test_hedge_delay_follows_response_times(self):
         # after fast answers, the delay is far below the 250 ms used before any measurement
         def handler(ex):
