@@ -86,6 +86,13 @@ struct exchange_rate {
     struct redis_op *op;     /* the fleet's count in flight (CONN_ROUTING) */
 };
 
+/* One server connection's part of an exchange, for the access log and the response-time
+ * estimator: monotonic microseconds, 0 until reached. */
+struct attempt_times {
+    bool pooled;                 /* the connection came from the pool */
+    uint64_t connect_start_us, connected_us, sent_us;
+};
+
 /* One request/response exchange: allocated for each request (struct conn's x). */
 struct exchange {
     char id[REQID_MAX + 1];
@@ -109,9 +116,10 @@ struct exchange {
     uint64_t bytes_in, bytes_out;
     long long start_wall_ms;
     /* monotonic microseconds; 0: not reached */
-    uint64_t start_us, first_attempt_us, connect_start_us, connected_us, sent_us, header_us;
+    uint64_t start_us, first_attempt_us, header_us;
+    struct attempt_times attempt; /* c->up's: the current attempt */
+    struct attempt_times hedge;   /* c->hedge's, which becomes `attempt` if it is promoted */
     unsigned interim;        /* 1xx responses relayed */
-    bool pooled;             /* the server connection came from the pool */
     struct exchange_affinity aff;
     const char *rule;            /* the access rule that applied (config-owned), or NULL */
     struct pace pace;            /* the request body's pace (limits.client_body_min_rate) */

@@ -182,8 +182,10 @@ log_exchange(struct conn *c)
         .bytes_in = x->bytes_in,
         .bytes_out = x->bytes_out,
         .total_us = span_us(x->start_us, now),
-        .connect_us = x->pooled ? -1 : span_us(x->connect_start_us, x->connected_us),
-        .upstream_us = span_us(x->sent_us, x->header_us),
+        .connect_us = x->attempt.pooled ? -1
+                                        : span_us(x->attempt.connect_start_us,
+                                                  x->attempt.connected_us),
+        .upstream_us = span_us(x->attempt.sent_us, x->header_us),
         .attempts = x->attempts,
         .hedged = x->hedged,
         .reason = x->reason,

@@ -167,12 +167,13 @@ on_head(struct conn *c)
     passive_response(c->router->health, c->x->server, status);
     if (c->x->server->stats != NULL)
         stat_add(&c->x->server->stats->responses[status / 100 <= 5 ? status / 100 : 0], 1);
-    if (c->x->sent_us != 0) {
-        router_observe_latency((struct cluster_rt *)c->x->server->cluster,
-                               c->x->header_us - c->x->sent_us);
+    if (c->x->attempt.sent_us != 0) {
+        uint64_t waited = c->x->header_us - c->x->attempt.sent_us;
+
+        router_observe_latency((struct cluster_rt *)c->x->server->cluster, waited);
         if (c->x->server->stats != NULL)
             stats_observe(c->x->server->stats->latency, &c->x->server->stats->latency_sum_us,
-                          c->x->header_us - c->x->sent_us);
+                          waited);
     }
     if (status == 101)
         on_switching_protocols(c);

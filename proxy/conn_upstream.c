@@ -37,7 +37,9 @@ queued(struct conn *c, struct upstream *u)
 
     bufferevent_set_timeouts(u->bev, &resp, &send);
     if (u == c->up)
-        c->x->sent_us = clock_mono_us();
+        c->x->attempt.sent_us = clock_mono_us();
+    else if (u == c->hedge)
+        c->x->hedge.sent_us = clock_mono_us();
 }
 
 /* Copy, not move: the source is kept for the next attempt (at most retry_body_bytes). */
@@ -103,7 +105,7 @@ conn_upstream_ready(struct conn *c)
 
     conn_set_state(c, CONN_STREAMING);
     c->resp_phase = RESP_HEAD;
-    c->x->connected_us = clock_mono_us();
+    c->x->attempt.connected_us = clock_mono_us();
     bufferevent_set_timeouts(u->bev, NULL, &send);
     bufferevent_enable(u->bev, EV_READ | EV_WRITE);
     send_request(c, u);
@@ -203,9 +205,9 @@ conn_start_attempt(struct conn *c)
         stat_add(&s->stats->retries, 1);
     router_begin(s);
     conn_set_state(c, CONN_CONNECTING_UPSTREAM);
-    c->x->connect_start_us = clock_mono_us();
+    c->x->attempt = (struct attempt_times){.connect_start_us = clock_mono_us()};
     c->up = open_upstream(c, s, &conn_upstream_handler, &pooled);
-    c->x->pooled = pooled;
+    c->x->attempt.pooled = pooled;
     if (c->up == NULL) {
         log_warn("connect to server %s: cannot create a socket", s->conf->id);
         conn_fail(c, 503, REASON_RESOURCE);
@@ -266,7 +268,7 @@ conn_retry_fresh(struct conn *c, short what)
 {
     struct server_rt *s = c->x->server;
 
-    if (!c->x->pooled || (what & BEV_EVENT_TIMEOUT) || c->resp_phase != RESP_HEAD ||
+    if (!c->x->attempt.pooled || (what & BEV_EVENT_TIMEOUT) || c->resp_phase != RESP_HEAD ||
         c->up->resp.head_bytes > 0 || !conn_replayable(c) ||
         !retry_method_idempotent(c->req.parser.method) || c->x->attempts >= CONN_MAX_ATTEMPTS)
         return false;
@@ -338,9 +340,11 @@ conn_hedge_timer(struct conn *c)
     if (s == NULL || strcmp(s->cluster->conf->provider, avoid.provider) == 0 ||
         !router_hedge_take(c->router, c->cfg->failover.hedge_budget_pct))
         return;
+    c->x->hedge = (struct attempt_times){.connect_start_us = clock_mono_us()};
     c->hedge = open_upstream(c, s, &conn_hedge_handler, &pooled);
     if (c->hedge == NULL)
         return;
+    c->x->hedge.pooled = pooled;
     log_debug("request %s: no response from %s after %d ms; hedging to %s", c->x->id,
               c->x->server->conf->id, hedge_delay_ms(c), s->conf->id);
     c->x->hedged = true;
@@ -360,6 +364,7 @@ conn_hedge_ready(struct conn *c)
 {
     struct upstream *u = c->hedge;
 
+    c->x->hedge.connected_us = clock_mono_us();
     bufferevent_enable(u->bev, EV_READ | EV_WRITE);
     send_request(c, u);
     queued(c, u);
@@ -387,6 +392,7 @@ conn_promote_hedge(struct conn *c)
     conn_drop_upstream(c);
     router_end(c->x->server);
     c->x->server = c->x->hedge_server;
+    c->x->attempt = c->x->hedge; /* its send time, if it sent: queued() sets it when it does */
     c->up = u;
     c->hedge = NULL;
     c->x->hedge_server = NULL;
@@ -401,5 +407,4 @@ conn_promote_hedge(struct conn *c)
         conn_set_state(c, CONN_STREAMING);
         c->resp_phase = RESP_HEAD;
     }
-    c->x->sent_us = c->x->sent_us ? c->x->sent_us : clock_mono_us();
 }

@@ -699,6 +699,23 @@ class Hedging(E2ETestCase):
         self.assertEqual([r.target for r in b.requests], ["/race"])
         self.assertEqual([(r.target, r.conn_seq) for r in a.requests], [("/warm", 0), ("/race", 1)])
 
+    def test_hedge_winner_timed_from_its_own_send(self):
+        # The access log's upstream_ms (and the response-time estimator fed with it) is the
+        # answering attempt's own wait: the hedge's 0.2 s, not the 0.5 s hedge delay before it.
+        def answer_later(ex):
+            time.sleep(0.2)
+            echo_handler(ex)
+
+        a, b, cfg = self.setup_pair(lambda ex: ex.hang(T(10)),
+                                    {"hedge_budget_pct": 100, "hedge_delay_ms": 500})
+        b.handler = answer_later
+        with self.trident(cfg) as t, Client.to(t) as c:
+            self.assertEqual(c.exchange("GET", "/timed").status, 200)
+            e = t.wait_for_access(lambda e: e.get("path") == "/timed")
+            self.assertEqual((e.get("hedged"), e["server"]), (True, "gmo-1"))
+            self.assertGreaterEqual(e["upstream_ms"], 200)
+            self.assertLess(e["upstream_ms"], 500, "timed from the first attempt's send")
+
     def test_hedge_delay_follows_response_times(self):
         # after fast answers, the delay is far below the 250 ms used before any measurement
         def handler(ex):
