@@ -12,7 +12,7 @@ import unittest
 from harness import (NO_PASSIVE, STREAM_BODIES, Client, E2ETestCase, T, chunked_encode, cluster,
                      closed_port_address, echo_handler, make_config, pattern_bytes, wait_until,
                      ws_frame, ws_read_frame)
-from adminlib import Admin, admin_section
+from adminlib import Admin, admin_section, server_status
 from healthlib import (CheckControl, assert_gateway_error, checks, health, served_by, spread,
                        traffic, transitions, wait_transition)
 
@@ -715,6 +715,35 @@ class Hedging(E2ETestCase):
             self.assertEqual((e.get("hedged"), e["server"]), (True, "gmo-1"))
             self.assertGreaterEqual(e["upstream_ms"], 200)
             self.assertLess(e["upstream_ms"], 500, "timed from the first attempt's send")
+
+    def test_hedge_on_a_reused_connection_closed_unanswered_is_no_failure(self):
+        # The keep-alive race on the hedge's pooled connection: the server closed it as the
+        # request went out, which says nothing about the server. The hedge is dropped without
+        # counting a failure against it, and the first attempt answers.
+        def a_handler(ex):
+            if ex.req.target == "/warm":
+                ex.hang(T(10))  # loses to the hedge, which leaves b a pooled connection
+                return
+            time.sleep(0.4)
+            echo_handler(ex)
+
+        def b_handler(ex):
+            if ex.req.conn_seq >= 1:
+                ex.close()
+                return
+            echo_handler(ex)
+
+        a, b, cfg = self.setup_pair(a_handler, {"hedge_budget_pct": 100, "hedge_delay_ms": 100})
+        b.handler = b_handler
+        cfg["admin"] = admin_section(self.net)
+        with self.trident(cfg) as t, Client.to(t) as c:
+            self.assertEqual(served_by(c.exchange("GET", "/warm")), "b")
+            r = c.exchange("GET", "/race")
+            self.assertEqual((r.status, served_by(r)), (200, "a"))
+            b.wait_requests(2)
+            st = Admin.of(t).status()
+            self.assertEqual(server_status(st, "gmo-1")["failures"], 0, "the race counted against the hedge's server")
+        self.assertEqual([(r.target, r.conn_seq) for r in b.requests], [("/warm", 0), ("/race", 1)])
 
     def test_hedge_delay_follows_response_times(self):
         # after fast answers, the delay is far below the 250 ms used before any measurement
