@@ -216,7 +216,8 @@ count_exchange(struct conn *c)
         stat_add(&ls->requests, 1);
         stats_observe(ls->duration, &ls->duration_sum_us, clock_mono_us() - c->x->start_us);
     }
-    if (c->x->server != NULL && c->x->server->stats != NULL) {
+    /* a server's bytes are those of requests it answered (its response head came) */
+    if (c->x->server != NULL && c->x->header_us != 0 && c->x->server->stats != NULL) {
         stat_add(&c->x->server->stats->bytes_in, c->x->bytes_in);
         stat_add(&c->x->server->stats->bytes_out, c->x->bytes_out);
     }

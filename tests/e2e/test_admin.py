@@ -201,6 +201,26 @@ class StatusAndMetrics(AdminCase):
             self.assertEqual(ad.metrics().get("trident_outcomes_total", reason="bad_request"), 1)
         self.assertNoUpstreamErrors()
 
+    def test_a_server_that_gave_no_response_gets_no_bytes(self):
+        # received/sent bytes count requests a server answered and the responses it gave; a
+        # reset before any answer is a failure, and the 502 page is trident's, not the server's
+        def handler(ex):
+            if ex.req.target == "/reset":
+                ex.reset()
+                return
+            status_handler(ex)
+
+        up = self.upstream(0, handler=handler, name="a")
+        cfg = self.with_admin(make_config([cluster("web", [up])],
+                                          failover={"retries": 0, "hedge": False}))
+        with self.trident(cfg) as t, Client.to(t) as c:
+            ad = Admin.of(t)
+            r = c.exchange("POST", "/reset", body=b"x" * 100)
+            self.assertErrorPage(r, 502)
+            t.wait_for_access(lambda e: e.get("path") == "/reset")
+            s = server_status(ad.status(), "web-1")
+            self.assertEqual((s["failures"], s["bytes_in"], s["bytes_out"]), (1, 0, 0), s)
+
     def test_outage_seen_in_status_metrics_and_healthz(self):
         a, b, cfg = self.two_checked_providers()
         with self.trident(cfg) as t:
