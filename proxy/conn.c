@@ -79,12 +79,21 @@ conn_set_state(struct conn *c, enum conn_state to)
     c->state = to;
 }
 
+/* Once the client is found to read too slowly, the timer's 0 ms close is due: no later
+ * deadline replaces it and nothing disarms it (a busy tunnel re-arms the timer constantly). */
 void
 conn_arm_timer(struct conn *c, int ms)
 {
-    struct timeval tv = clock_tv_ms(ms);
+    struct timeval tv = clock_tv_ms(c->reads_too_slowly ? 0 : ms);
 
     evtimer_add(c->timer, &tv);
+}
+
+void
+conn_disarm_timer(struct conn *c)
+{
+    if (!c->reads_too_slowly)
+        evtimer_del(c->timer);
 }
 
 static void
@@ -730,7 +739,7 @@ on_request_head(struct conn *c)
     bool buffering;
     int status;
 
-    evtimer_del(c->timer);
+    conn_disarm_timer(c);
     status = headers_check_request(&c->req, &c->x->info, &why);
     assign_request_id(c);
     if (status == 0) {

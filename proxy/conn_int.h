@@ -13,6 +13,7 @@
 /* conn.c */
 void conn_set_state(struct conn *c, enum conn_state to);
 void conn_arm_timer(struct conn *c, int ms);
+void conn_disarm_timer(struct conn *c);
 void conn_set_client_read_timeout(struct conn *c, int ms);
 void conn_fail(struct conn *c, int status, enum reason why);
 /* Answer with `status` (when no response started) and close; Retry-After and an HTML body when

@@ -163,7 +163,7 @@ on_head(struct conn *c)
 
     c->x->header_us = clock_mono_us();
     conn_drop_hedge(c); /* the other attempt, if any, lost */
-    evtimer_del(c->timer);
+    conn_disarm_timer(c);
     passive_response(c->router->health, c->x->server, status);
     if (c->x->server->stats != NULL)
         stat_add(&c->x->server->stats->responses[status / 100 <= 5 ? status / 100 : 0], 1);

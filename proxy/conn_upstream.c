@@ -253,7 +253,7 @@ conn_retry(struct conn *c, bool connect_failed, int status, enum reason why)
     c->x->fail_reason = why;
     conn_drop_hedge(c);
     leave_server(c);
-    evtimer_del(c->timer);
+    conn_disarm_timer(c);
     worker_count(c->w, REASON_RETRIED);
     conn_start_attempt(c);
     return true;
@@ -397,7 +397,7 @@ conn_promote_hedge(struct conn *c)
     c->hedge = NULL;
     c->x->hedge_server = NULL;
     upstream_set_handler(u, &conn_upstream_handler, c);
-    evtimer_del(c->timer);
+    conn_disarm_timer(c);
     if (u->state == UPSTREAM_CONNECTING) {
         if (c->state != CONN_CONNECTING_UPSTREAM)
             conn_set_state(c, CONN_CONNECTING_UPSTREAM);
