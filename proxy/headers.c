@@ -193,6 +193,11 @@ check_target(const struct http_msg *m, struct req_info *info)
     struct slice t = {m->buf + m->target_off, m->target_len};
 
     info->target = t;
+    /* A fragment is never part of a request target (RFC 9112 section 3.2). Servers that cut it
+     * off would see a path other than the one access rules and rate limits judged
+     * ("/admin/x#/../../y" is "/y" here, "/admin/x" there): refused, as HAProxy does. */
+    if (memchr(t.p, '#', t.n) != NULL)
+        return -1;
     if (t.n > 0 && t.p[0] == '/')
         return 0;
     if (t.n == 1 && t.p[0] == '*' && m->parser.method == HTTP_OPTIONS)

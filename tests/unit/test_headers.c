@@ -45,6 +45,8 @@ static const struct check_case cases[] = {
     {"absolute-form ftp", "GET ftp://b.example/p HTTP/1.1\r\nHost: a\r\n\r\n", 400},
     {"asterisk for OPTIONS", "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", 0},
     {"asterisk for GET", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"fragment in the path", "GET /a#/../b HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"fragment after a query", "GET /a?q#f HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 };
 
 static void
