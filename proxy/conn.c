@@ -460,9 +460,26 @@ next_request(struct conn *c)
     set_client_timeouts(c, 0);
     set_reading(c->bev, true);
     conn_arm_timer(c, c->cfg->timeouts.client_idle_ms);
-    /* A pipelined request may already be waiting: its bytes arrived while this one streamed. */
+    /* A pipelined request may already be waiting (its bytes arrived while this one streamed).
+     * The read callback takes it on the next loop turn, not nested in this call, where a burst
+     * of requests trident answers itself would nest one call chain per request. */
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
-        start_request(c);
+        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/* Bytes of a next request on an idle connection. It starts only while the client takes its
+ * answers: with limits.buffer_bytes of them queued, reading stops until the output drains
+ * (client_write_cb), as for a proxied response; else a client that pipelines requests trident
+ * answers itself, and reads nothing, would have every answer held in memory. */
+static void
+idle_input(struct conn *c)
+{
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) >=
+        (size_t)c->cfg->limits.buffer_bytes) {
+        set_reading(c->bev, false);
+        return;
+    }
+    start_request(c);
 }
 
 void
@@ -815,7 +832,7 @@ client_read_cb(struct bufferevent *bev, void *arg)
     if (c->req_phase == REQ_BODY)
         pace_stop(&c->x->pace, clock_coarse_us()); /* the client delivered */
     switch (c->state) {
-    case CONN_IDLE: start_request(c); break;
+    case CONN_IDLE: idle_input(c); break;
     case CONN_READING_HEAD: read_head(c); break;
     case CONN_BUFFERING_BODY: buffer_body(c); break;
     case CONN_STREAMING:
@@ -843,6 +860,11 @@ client_write_cb(struct bufferevent *bev, void *arg)
         conn_update_flow(c);
     else if (c->state == CONN_CLOSING && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
         closing_flushed(c);
+    else if (c->state == CONN_IDLE && !(bufferevent_get_enabled(bev) & EV_READ)) {
+        set_reading(bev, true); /* idle_input paused it: the answers drained */
+        if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+            bufferevent_trigger(bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+    }
 }
 
 /* libevent's TLS bufferevent makes one TLS record (and one write(2)) of each chain in the

@@ -1,7 +1,11 @@
 """Client keep-alive, upstream connection reuse, stale pooled connections, HTTP/1.0, pipelining."""
+import select
+import socket
+import time
 import unittest
 
-from harness import Client, E2ETestCase, T, cluster, echo_handler, make_config
+from harness import (SANITIZE, Client, E2ETestCase, T, cluster, echo_handler, free_port,
+                     make_config)
 
 
 class ClientKeepAlive(E2ETestCase):
@@ -242,6 +246,35 @@ class Pipelining(E2ETestCase):
             self.assertIn("close", r.headers.tokens("connection"))
             self.assertTrue(c.closed_by_peer())
         self.assertEqual([r.target for r in up.requests], ["/1", "/2", "/3"])
+
+    def test_answers_a_client_does_not_read_stop_its_requests(self):
+        # Requests trident answers itself (308s here), pipelined without end by a client that
+        # reads nothing: trident stops taking requests while buffer_bytes of answers wait, as it
+        # does for proxied ones, instead of holding every answer (memory growing about four
+        # times faster than the client uploads).
+        # (client_send_ms well past the loop: what stops the requests is not the send timeout)
+        cfg = make_config([cluster("c", [self.upstream(0)])], timeouts={"client_send_ms": 60000})
+        host = self.net.listener_ip()
+        cfg["listeners"] = [{"address": f"{host}:{free_port(host)}", "https_redirect_port": 443}]
+        stream = memoryview(b"GET / HTTP/1.1\r\nHost: p.test\r\n\r\n" * 4000)
+        with self.trident(cfg) as t, socket.socket() as s:
+            rss0 = t.rss_kb()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect((t.host, t.port))
+            s.setblocking(False)
+            sent, pos, deadline = 0, 0, time.monotonic() + 3
+            while sent < 64 << 20 and time.monotonic() < deadline:
+                select.select([], [s], [], 0.05)
+                try:
+                    n = s.send(stream[pos:])
+                except BlockingIOError:
+                    continue
+                sent, pos = sent + n, (pos + n) % len(stream)
+            grown_kb = t.rss_kb() - rss0
+        # what the kernel buffers on both sides holds (some MB) passes; the rest waits
+        self.assertLess(sent, 24 << 20, "trident kept taking requests nobody read the answers of")
+        if not SANITIZE:  # ASan's quarantine keeps freed memory resident: RSS says nothing there
+            self.assertLess(grown_kb, 16 << 10, f"RSS grew by {grown_kb} KiB")
 
 
 if __name__ == "__main__":
