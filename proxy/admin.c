@@ -28,13 +28,16 @@
 #include "strbuf.h"
 
 #define ADMIN_MAX_CONNS 32
-#define ADMIN_TIMEOUT_MS 5000
+#define ADMIN_MAX_DENIED 8 /* of them, peers outside `allow`: they cannot lock the others out */
+#define ADMIN_TIMEOUT_MS 5000 /* a connection's whole life, not an idle time: a peer that sends a
+                                 byte now and then does not keep its slot */
 #define ADMIN_DENIED_TIMEOUT_MS 1000 /* a peer outside `allow` gets 1 s to say what it wanted */
 #define ADMIN_MAX_HEAD 8192
 
 struct admin_conn {
     struct admin *a;
     struct bufferevent *bev;
+    struct event *deadline; /* ADMIN_TIMEOUT_MS (ADMIN_DENIED_TIMEOUT_MS) from accept */
     struct admin_req r;
     TAILQ_ENTRY(admin_conn) link;
 };
@@ -53,7 +56,7 @@ struct admin {
     struct evconnlistener *listener;
     /* cppcheck-suppress unusedStructMember ; sys/queue.h's TAILQ macros use the head's fields */
     TAILQ_HEAD(, admin_conn) conns;
-    unsigned nconns;
+    unsigned nconns, ndenied;
     int audit_fd; /* STDERR_FILENO or a file of ours */
 };
 
@@ -62,6 +65,9 @@ conn_free(struct admin_conn *ac)
 {
     TAILQ_REMOVE(&ac->a->conns, ac, link);
     ac->a->nconns--;
+    if (ac->r.denied)
+        ac->a->ndenied--;
+    event_free(ac->deadline);
     bufferevent_free(ac->bev);
     admin_req_release(&ac->r);
     free(ac);
@@ -435,17 +441,30 @@ event_cb(struct bufferevent *bev, short what, void *arg)
     }
 }
 
+/* The connection's deadline: as a timeout of its socket. */
+static void
+deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct admin_conn *ac = arg;
+
+    event_cb(ac->bev, BEV_EVENT_TIMEOUT, ac);
+}
+
 static void
 accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
     struct admin *a = arg;
     const struct admin_conf *conf = a->env->cfg->admin;
-    struct timeval tv = clock_tv_ms(ADMIN_TIMEOUT_MS);
+    /* Outside the allowlist: the request is read before it is refused, so that a mutating
+     * attempt is audited. */
+    bool denied = conf->nallow > 0 && !cidr_match_any(conf->allow_nets, conf->nallow, sa);
+    struct timeval tv = clock_tv_ms(denied ? ADMIN_DENIED_TIMEOUT_MS : ADMIN_TIMEOUT_MS);
     struct admin_conn *ac;
     struct addr peer;
     char client[ADDR_TEXT_MAX];
 
-    if (a->nconns >= ADMIN_MAX_CONNS || (ac = calloc(1, sizeof(*ac))) == NULL) {
+    if (a->nconns >= ADMIN_MAX_CONNS || (denied && a->ndenied >= ADMIN_MAX_DENIED) ||
+        (ac = calloc(1, sizeof(*ac))) == NULL) {
         close(fd);
         return;
     }
@@ -454,24 +473,25 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
     peer.len = (socklen_t)salen;
     addr_format(&peer, client, sizeof(client));
     ac->bev = bufferevent_socket_new(a->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (ac->bev == NULL) {
-        close(fd);
+    ac->deadline = evtimer_new(a->base, deadline_cb, ac);
+    if (ac->bev == NULL || ac->deadline == NULL) {
+        if (ac->bev != NULL)
+            bufferevent_free(ac->bev); /* closes fd */
+        else
+            close(fd);
+        if (ac->deadline != NULL)
+            event_free(ac->deadline);
         free(ac);
         return;
     }
     TAILQ_INSERT_TAIL(&a->conns, ac, link);
     a->nconns++;
-    /* Outside the allowlist: the request is read before it is refused, so that a mutating
-     * attempt is audited. */
-    admin_req_init(&ac->r, client,
-                   conf->nallow > 0 && !cidr_match_any(conf->allow_nets, conf->nallow, sa));
+    a->ndenied += denied;
+    admin_req_init(&ac->r, client, denied);
     bufferevent_setcb(ac->bev, read_cb, flushed_cb, event_cb, ac);
     bufferevent_set_timeouts(ac->bev, &tv, &tv);
     bufferevent_enable(ac->bev, EV_READ | EV_WRITE);
-    if (ac->r.denied) {
-        tv = clock_tv_ms(ADMIN_DENIED_TIMEOUT_MS);
-        bufferevent_set_timeouts(ac->bev, &tv, &tv);
-    }
+    evtimer_add(ac->deadline, &tv);
 }
 
 /* ---- life ---------------------------------------------------------------------------------------- */
