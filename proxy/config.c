@@ -472,14 +472,15 @@ expand_string(const char *in, char *out, size_t outlen, char *why, size_t whylen
             continue;
         }
         end = strchr(in + 2, '}');
+        /* the value itself is never quoted: it may be a password */
         if (end == NULL) {
-            snprintf(why, whylen, "unterminated ${ in \"%s\"", in);
+            snprintf(why, whylen, "unterminated ${ (no closing })");
             return -1;
         }
         dash = strstr(in + 2, ":-");
         n = (size_t)((dash != NULL && dash < end ? dash : end) - (in + 2));
         if (n == 0 || n >= sizeof(name)) {
-            snprintf(why, whylen, "bad variable name in \"%.*s\"", (int)(end - in + 1), in);
+            snprintf(why, whylen, "bad variable name in ${...} (1 to 64 characters)");
             return -1;
         }
         memcpy(name, in + 2, n);

@@ -211,6 +211,15 @@ test_environment_variables_expand_in_strings(void **state)
                              &err));
     assert_string_equal(err.msg, "listeners[0].address: environment variable TRIDENT_TEST_UNSET "
                                  "is not set (${NAME:-default} gives a default)");
+    /* a value that fails to expand is named by its path, never quoted: it may be a secret */
+    assert_null(config_parse("{\"redis\":{\"address\":\"127.0.0.1:6379\","
+                             "\"password\":\"s3cr${et\"},\"clusters\":[" CLUSTER "]}",
+                             &err));
+    assert_string_equal(err.msg, "redis.password: unterminated ${ (no closing })");
+    assert_null(config_parse("{\"redis\":{\"address\":\"127.0.0.1:6379\","
+                             "\"password\":\"s3cr${}et\"},\"clusters\":[" CLUSTER "]}",
+                             &err));
+    assert_null(strstr(err.msg, "s3cr"));
 }
 
 /* The example config shipped in the repository must stay valid. */
