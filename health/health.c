@@ -290,6 +290,11 @@ check_done(void *arg, enum check_reason verdict, int status, uint64_t elapsed_us
     if (change == SM_NONE && verdict != CHECK_OK)
         log_debug("server %s: check failed: %s", s->conf->id, check_reason_name(verdict));
     apply(s, change, from, verdict, status);
+    /* A failed check of a server already down (taken out by passive evidence, say) is now the
+     * checks' verdict too: router_pick_panic() must no longer count it as out on passive
+     * evidence alone. */
+    if (change == SM_NONE && verdict != CHECK_OK && s->st.health == HEALTH_DOWN)
+        atomic_store(&sh->last_reason, (uint8_t)verdict);
     first_verdict(s);
     schedule(s, false);
 }

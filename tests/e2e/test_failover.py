@@ -412,6 +412,29 @@ class AllDown(E2ETestCase):
             self.assertEqual((e["attempts"], e.get("server")), (1, "ntt-1"))
             self.assertEqual(Admin.of(t).status()["outcomes"].get("panic"), 1)
 
+    def test_checks_confirming_a_passive_ejection_end_panic_routing(self):
+        # Passive evidence took the only server out first; its active checks then fail too.
+        # That is the checks' verdict: requests get the immediate 503, not a try at a dead
+        # server (panic routing is for servers only passive evidence holds out).
+        up = self.upstream(0)
+        ck = cluster("ntt", [up])
+        ck["health"] = health(interval_ms=60000, fast_interval_ms=100, fall=2)
+        cfg = make_config([ck])
+        cfg["admin"] = admin_section(self.net)
+        with self.trident(cfg) as t:
+            ad = Admin.of(t)
+            wait_until(lambda: server_status(ad.status(), "ntt-1")["health"] == "up", T(5),
+                       what="ntt-1 up")
+            up.close()
+            with Client.to(t) as c:
+                assert_gateway_error(self, c.exchange("GET", "/first"), 502)
+            wait_transition(t, "ntt-1", "down", "passive: connections refused or reset")
+            wait_until(lambda: server_status(ad.status(), "ntt-1")["reason"] ==
+                       "L4 connection refused", T(5), what="a failed check recorded")
+            with Client.to(t) as c:
+                assert_gateway_error(self, c.exchange("GET", "/second"), 503)
+            self.assertEqual(ad.status()["outcomes"].get("panic", 0), 0)
+
     def test_overload_timeouts_do_not_take_the_service_out(self):
         # two response timeouts (a starved machine, a stalled server) eject the only server for
         # eject_ms; once it answers again, requests are served at once, not 503 for 10 s
