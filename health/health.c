@@ -548,6 +548,18 @@ carry_over(struct health *h, const struct health *prev)
                 continue;
             s->st = o->st;
             s->down_at_us = o->down_at_us;
+            if (s->hc == NULL && s->st.health != HEALTH_DOWN) {
+                /* its checks were removed: nothing would ever settle a first verdict or a
+                 * suspicion, and a server without checks counts as up */
+                s->st.health = HEALTH_UP;
+                s->st.suspect = false;
+                s->st.ok_streak = s->st.fail_streak = 0;
+            }
+            /* why it is where it is (panic routing reads it: passive evidence alone or not) */
+            atomic_store(&h->table.servers[i].last_reason,
+                         atomic_load(&prev->table.servers[j].last_reason));
+            atomic_store(&h->table.servers[i].last_status,
+                         atomic_load(&prev->table.servers[j].last_status));
             if (s->hc != NULL && o->st.health != HEALTH_UNKNOWN && !s->first_verdict) {
                 s->first_verdict = true;
                 h->awaiting_first--;

@@ -11,9 +11,9 @@ import threading
 import time
 import unittest
 
-from harness import (Client, E2ETestCase, T, cluster, free_port, make_config, wait_until,
-                     NO_PASSIVE)
-from healthlib import health, served_by, spread
+from harness import (Client, E2ETestCase, T, closed_port_address, cluster, free_port,
+                     make_config, wait_until, NO_PASSIVE)
+from healthlib import CheckControl, health, served_by, spread, wait_transition
 from adminlib import (Admin, Load, admin_section, connect_refused, listener_status,
                       server_status, wait_server, wait_status, write_config)
 
@@ -198,6 +198,42 @@ class ReloadUnderLoad(ReloadCase):
             self.assertEqual((r.status, served_by(r), r.body), (200, "a", b"a /slow"), r)
             e = t.wait_for_access(lambda e: e.get("path") == "/slow")
             self.assertEqual((e["status"], e["server"]), (200, "ntt-1"))
+
+    def test_a_passive_ejection_survives_a_reload(self):
+        # the reason a server is out is carried with its state: out by passive evidence alone,
+        # it is still tried (panic routing) after a reload, not answered 503
+        dead = closed_port_address(self.net.upstream_ip(0))
+        with self.start(make_config([cluster("ntt", [dead])])) as t:
+            ad = Admin.of(t)
+            with Client.to(t) as c:
+                self.assertEqual(c.exchange("GET", "/first").status, 502)
+            wait_transition(t, "ntt-1", "down", "passive: connections refused or reset")
+            self.reload_ok(ad, 2)
+            s = server_status(ad.status(), "ntt-1")
+            self.assertEqual((s["health"], s["reason"]),
+                             ("down", "passive: connections refused or reset"))
+            with Client.to(t) as c:
+                self.assertEqual(c.exchange("GET", "/second").status, 502)
+            self.assertEqual(ad.status()["outcomes"].get("panic"), 1)
+
+    def test_checks_removed_by_a_reload_leave_no_server_waiting_for_them(self):
+        # the first check never answers (the server stays unknown); a reload drops the
+        # cluster's checks: an unchecked server counts as up, so it takes requests at once
+        ctl = CheckControl()
+        self.addCleanup(ctl.close)
+        up = self.upstream(0, handler=ctl.handler, name="a")
+        ck = cluster("web", [up])
+        ck["health"] = health(timeout_ms=60000)
+        with ctl.cond:
+            ctl.stepping = True  # every check waits for a step, and none is given
+        with self.start(make_config([ck], failover={"startup_wait_ms": 0})) as t:
+            ad = Admin.of(t)
+            self.assertEqual(server_status(ad.status(), "web-1")["health"], "unknown")
+            self.rewrite(t, lambda cfg: cfg["clusters"][0].pop("health"))
+            self.reload_ok(ad, 2)
+            with Client.to(t) as c:
+                r = c.exchange("GET", "/after")
+            self.assertEqual((r.status, served_by(r)), (200, "a"), r)
 
     def test_admin_states_survive_a_reload(self):
         a = self.upstream(0, handler=named_handler(), name="a")
