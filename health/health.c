@@ -150,15 +150,19 @@ publish(struct hserver *s, enum check_reason why, int status)
                    atomic_load(&sh->admin) == ADMIN_MAINTENANCE;
 
     /* Workers act on an epoch change: pooled connections go when a server stops taking requests,
-     * tunnels when it is down or in maintenance (a drained server going down counts too). */
-    if ((atomic_load(&sh->usable) && !usable) || (out && !was_out))
-        atomic_fetch_add(&sh->down_epoch, 1);
+     * tunnels when it is down or in maintenance (a drained server going down counts too). The
+     * epoch moves after the state it announces is stored: a worker that sees the new epoch
+     * must see the new state, or it would take the change as handled without acting on it. */
+    bool announce = (atomic_load(&sh->usable) && !usable) || (out && !was_out);
+
     atomic_store(&sh->up_since_us, s->st.since_us);
     atomic_store(&sh->health, (uint8_t)s->st.health);
     atomic_store(&sh->admin, (uint8_t)s->st.admin);
     atomic_store(&sh->last_reason, (uint8_t)why);
     atomic_store(&sh->last_status, status);
     atomic_store(&sh->usable, usable);
+    if (announce)
+        atomic_fetch_add(&sh->down_epoch, 1);
     atomic_fetch_add(&s->h->table.generation, 1);
     event_active(s->h->notify_ev, EV_TIMEOUT, 1);
 }
