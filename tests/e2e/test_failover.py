@@ -32,6 +32,14 @@ def slow_then_answer(seconds):
     return h
 
 
+def echo_after(seconds):
+    """echo_handler, after a wait."""
+    def h(ex):
+        time.sleep(seconds)
+        echo_handler(ex)
+    return h
+
+
 class Retries(E2ETestCase):
 
     def pair(self, handler_a, handler_b=echo_handler, weight_a=100, failover=None, **cfg_kw):
@@ -682,12 +690,8 @@ class Hedging(E2ETestCase):
             time.sleep(0.4)
             ex.reset()
 
-        def answer_later(ex):
-            time.sleep(0.6)
-            echo_handler(ex)
-
         a, b, cfg = self.setup_pair(fail_late, {"hedge_budget_pct": 100, "hedge_delay_ms": 100})
-        b.handler = answer_later
+        b.handler = echo_after(0.6)
         with self.trident(cfg) as t, Client.to(t) as c:
             r = c.exchange("GET", "/both")
             self.assertEqual((r.status, r.body), (200, b"GET /both\n"))
@@ -706,12 +710,8 @@ class Hedging(E2ETestCase):
                 return
             echo_handler(ex)
 
-        def answer_later(ex):
-            time.sleep(0.6)
-            echo_handler(ex)
-
         a, b, cfg = self.setup_pair(close_race, {"hedge_budget_pct": 100, "hedge_delay_ms": 100})
-        b.handler = answer_later
+        b.handler = echo_after(0.6)
         with self.trident(cfg) as t, Client.to(t) as c:
             self.assertEqual(served_by(c.exchange("GET", "/warm")), "a")  # pools a connection
             r = c.exchange("GET", "/race")
@@ -725,13 +725,9 @@ class Hedging(E2ETestCase):
     def test_hedge_winner_timed_from_its_own_send(self):
         # The access log's upstream_ms (and the response-time estimator fed with it) is the
         # answering attempt's own wait: the hedge's 0.2 s, not the 0.5 s hedge delay before it.
-        def answer_later(ex):
-            time.sleep(0.2)
-            echo_handler(ex)
-
         a, b, cfg = self.setup_pair(lambda ex: ex.hang(T(10)),
                                     {"hedge_budget_pct": 100, "hedge_delay_ms": 500})
-        b.handler = answer_later
+        b.handler = echo_after(0.2)
         with self.trident(cfg) as t, Client.to(t) as c:
             self.assertEqual(c.exchange("GET", "/timed").status, 200)
             e = t.wait_for_access(lambda e: e.get("path") == "/timed")
