@@ -96,6 +96,15 @@ conn_replayable(const struct conn *c)
     return c->x->req_body.kind == BODY_NONE || c->x->body_buffered;
 }
 
+/* HTTP/1.1's keep-alive race: a connection taken from the pool that the server closed (not a
+ * timeout) before any byte of a response, i.e. as the request went out. Says nothing about the
+ * server; the request may be sent again on a fresh connection. */
+static inline bool
+conn_keepalive_race(const struct attempt_times *at, short what, const struct upstream *u)
+{
+    return at->pooled && !(what & BEV_EVENT_TIMEOUT) && u->resp.head_bytes == 0;
+}
+
 /* A response head (or an error page) has been queued to the client. */
 static inline bool
 conn_response_started(const struct conn *c)

@@ -332,13 +332,9 @@ static void
 on_hedge_event(void *arg, short what)
 {
     struct conn *c = arg;
-    /* A pooled connection closed before any byte of an answer: the keep-alive race (the server
-     * closed it idle as the request went out), not a failure of the server. The first attempt
-     * still runs, so the hedge simply ends. */
-    bool race = c->x->hedge.pooled && !(what & BEV_EVENT_TIMEOUT) &&
-                c->hedge->resp.head_bytes == 0;
-
-    if (!race) {
+    /* The keep-alive race is no failure of the server; the first attempt still runs, so the
+     * hedge simply ends. */
+    if (!conn_keepalive_race(&c->x->hedge, what, c->hedge)) {
         if (c->x->hedge_server->stats != NULL)
             stat_add(&c->x->hedge_server->stats->failures, 1);
         passive_failure(c->router->health, c->x->hedge_server,

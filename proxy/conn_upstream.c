@@ -268,9 +268,9 @@ conn_retry_fresh(struct conn *c, short what)
 {
     struct server_rt *s = c->x->server;
 
-    if (!c->x->attempt.pooled || (what & BEV_EVENT_TIMEOUT) || c->resp_phase != RESP_HEAD ||
-        c->up->resp.head_bytes > 0 || !conn_replayable(c) ||
-        !retry_method_idempotent(c->req.parser.method) || c->x->attempts >= CONN_MAX_ATTEMPTS)
+    if (!conn_keepalive_race(&c->x->attempt, what, c->up) || c->resp_phase != RESP_HEAD ||
+        !conn_replayable(c) || !retry_method_idempotent(c->req.parser.method) ||
+        c->x->attempts >= CONN_MAX_ATTEMPTS)
         return false;
     if (c->hedge != NULL) { /* the request already runs elsewhere: that attempt takes over */
         log_debug("server %s: reused connection closed before the response; the hedge takes over",
