@@ -205,12 +205,14 @@ apply(struct hserver *s, enum sm_change change, enum health_state from, enum che
         publish(s, why, status);
         return;
     }
+    /* Published first: once the log line or the journal says a server is down, every worker
+     * that routes a request sees it down (an operator, or a test, acts on what they read). */
+    publish(s, why, status);
     if (s->h->observer != NULL && first_hand(why))
         s->h->observer(s->h->observer_arg, s->conf->id, s->st.health, why);
     atomic_fetch_add(&s->h->table.servers[s->index].transitions, 1);
     log_change(s, from, why, status);
     journal_add(s->h, s, from, why, status);
-    publish(s, why, status);
     /* Only a server that was up and failed counts for the breaker: servers found down at
      * start-up (unknown to down) say nothing about a provider failing now. */
     if (change == SM_WENT_DOWN && from == HEALTH_UP) {

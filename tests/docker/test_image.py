@@ -2,9 +2,9 @@
 docker/Dockerfile with buildah; the image then runs here (chroot isolation shares the host's
 network and process table) with a test config on ports that cannot collide. Checks: a request is
 proxied to a local upstream, the image's own HEALTHCHECK command passes against the admin
-/healthz, the process runs as the unprivileged user, SIGTERM ends it cleanly (exit 0). Also:
-docker/compose.yml is a valid Compose file, and the compose demo's trident config is valid.
-Needs root (buildah); ctest label `docker`."""
+/healthz, the process runs as the unprivileged user, SIGTERM ends it cleanly (exit 0). Needs root
+(buildah): without it the tests are skipped, which fails a strict run (tests/pyunit.py). The
+compose files are test_compose.py's. ctest label `docker`."""
 import json
 import os
 import shutil
@@ -36,6 +36,8 @@ class Image(unittest.TestCase):
     def setUpClass(cls):
         if os.geteuid() != 0:
             raise unittest.SkipTest("buildah needs root")
+        if shutil.which("buildah") is None:
+            raise unittest.SkipTest("buildah is not installed (scripts/install-deps test)")
         t0 = time.monotonic()
         out = subprocess.run([os.path.join(ROOT, "scripts", "docker-image"), "test"],
                              capture_output=True, text=True, timeout=1200)
@@ -113,33 +115,6 @@ class Image(unittest.TestCase):
             if container:
                 buildah("rm", container, check=False)
             shutil.rmtree(work, ignore_errors=True)
-
-    def test_compose_file_is_valid(self):
-        compose = shutil.which("docker-compose")
-        self.assertIsNotNone(compose, "docker-compose (Debian package) validates the file")
-        out = subprocess.run([compose, "-f", os.path.join(ROOT, "docker", "compose.yml"),
-                              "config", "-q"], capture_output=True, text=True)
-        self.assertEqual(out.returncode, 0, out.stderr)
-
-    def test_compose_trident_config_is_valid(self):
-        # the service names resolve only inside the compose network: check a copy with the
-        # demo servers' and Redis's names mapped to loopback
-        src = os.path.join(ROOT, "docker", "compose", "trident.json")
-        with open(src) as f:
-            text = f.read()
-        for p in ("ntt", "gmo", "aws"):
-            for n in (1, 2):
-                text = text.replace(f'"{p}-{n}:8080"', f'"127.0.{["ntt", "gmo", "aws"].index(p) + 1}.{n}:8080"')
-        self.assertIn('"redis:6379"', text)
-        text = text.replace('"redis:6379"', '"127.0.0.1:6379"')
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-            f.write(text)
-        try:
-            out = subprocess.run([TRIDENT_BIN, "--check", "-c", f.name], capture_output=True,
-                                 text=True)
-            self.assertEqual(out.returncode, 0, out.stderr)
-        finally:
-            os.unlink(f.name)
 
 
 def _connects(host, port):

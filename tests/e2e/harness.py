@@ -7,7 +7,8 @@ Shared harness for trident's end-to-end tests (Python 3.11 standard library only
 - Client: a raw-socket HTTP/1.1 client (exact bytes out, strict response parsing in).
 - Helpers: generated data streams with CRC-32, WebSocket framing, config builders.
 
-Environment: TRIDENT_BIN (binary), TRIDENT_SANITIZE=1 (ASan+UBSan build: sanitizer options set,
+Environment: TRIDENT_BIN (the binary under test; required: ctest sets it, so that a test never
+runs some other build it found lying around), TRIDENT_SANITIZE=1 (ASan+UBSan build: sanitizer options set,
 stderr checked for reports, waiting timeouts scaled), TRIDENT_E2E_SLOW (override the scale),
 TRIDENT_E2E_KEEP=1 (keep each run's temp dir: config, access.log, error.log).
 """
@@ -30,7 +31,7 @@ import threading
 import time
 import zlib
 
-TRIDENT_BIN = os.environ.get("TRIDENT_BIN") or "/work/main/build/trident"
+TRIDENT_BIN = os.environ.get("TRIDENT_BIN", "")
 SANITIZE = os.environ.get("TRIDENT_SANITIZE", "").strip().lower() in ("1", "on", "true", "yes")
 SLOW = float(os.environ.get("TRIDENT_E2E_SLOW") or (3 if SANITIZE else 1))
 
@@ -1141,8 +1142,9 @@ class Trident:
     absent). Use as a context manager: started on enter, always stopped on exit; when the block
     failed, the error log is printed."""
 
-    def __init__(self, config, net=None, host=None, ready_timeout=10, wrapper=()):
+    def __init__(self, config, net=None, host=None, ready_timeout=10, wrapper=(), env=None):
         self.config = copy.deepcopy(config)
+        self.env = dict(env or {})  # set for trident's process, over the sanitizer options
         if os.geteuid() == 0 and "process" not in self.config:
             # the tests run as root here; trident refuses root unless told why
             self.config["process"] = {"allow_root": True}
@@ -1176,7 +1178,7 @@ class Trident:
         self.proc = subprocess.Popen(self.wrapper + [TRIDENT_BIN, "-c", self.config_path],
                                      stdin=subprocess.DEVNULL,
                                      stdout=self._out, stderr=self._err,
-                                     env=sanitizer_env(os.environ))
+                                     env=dict(sanitizer_env(os.environ), **self.env))
         self.started_at = time.monotonic()
         deadline = time.monotonic() + T(self.ready_timeout)
         while True:
@@ -1359,6 +1361,15 @@ class Trident:
 import unittest  # noqa: E402
 
 
+def require_trident_bin():
+    """An error, not a skip: a test run without the binary under test has tested nothing."""
+    if not TRIDENT_BIN:
+        raise RuntimeError("TRIDENT_BIN is not set: run the tests with ctest (scripts/test), or "
+                           "set TRIDENT_BIN to the trident binary to test")
+    if not os.access(TRIDENT_BIN, os.X_OK):
+        raise RuntimeError(f"TRIDENT_BIN={TRIDENT_BIN} is not an executable file")
+
+
 class E2ETestCase(unittest.TestCase):
     """Gives each module a Net and tracks upstreams so they close and report handler errors."""
 
@@ -1368,8 +1379,7 @@ class E2ETestCase(unittest.TestCase):
     def setUpClass(cls):
         if cls.net is None:
             cls.net = Net(cls.__module__)
-        if not os.access(TRIDENT_BIN, os.X_OK):
-            raise unittest.SkipTest(f"no trident binary at {TRIDENT_BIN}")
+        require_trident_bin()
 
     def setUp(self):
         self._upstreams = []
