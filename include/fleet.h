@@ -45,10 +45,12 @@ void fleet_admin_changed(struct fleet *f, const char *server_id, enum admin_stat
  * rotation steps aside. */
 bool fleet_owns_tickets(const struct fleet *f);
 
-/* /status: {"instance", "peers": [...], "down_reports": [...]} (a new reference). */
+/* /status: {"instance", "peers": [...], "down_reports": [...]} (a new reference). "peers" lists
+ * this instance first ("self": true, whether Redis answers or not), then the others heard from in
+ * the last 10 s. */
 json_t *fleet_status(const struct fleet *f);
 
-/* Instances heard from recently, this one included. */
-size_t fleet_peer_count(const struct fleet *f);
+/* Instances heard from in the last 10 s, this one included (so at least 1). */
+size_t fleet_instance_count(const struct fleet *f);
 
 #endif

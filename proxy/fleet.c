@@ -21,7 +21,8 @@
  * the same set, so a session resumes anywhere. Keys are never logged.
  *
  * A "hello" every second names the instance (the peers in /status) and, heard back, proves the
- * subscriber still receives: one that hears nothing for 3 s is reconnected.
+ * subscriber still receives: one that hears nothing for 3 s is reconnected. The peers are the
+ * other instances heard from; this one is always counted and listed, Redis or not.
  */
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
@@ -91,7 +92,7 @@ struct fleet {
     size_t nnews;
     struct vote *votes;
     size_t nvotes;
-    struct peer peers[MAX_PEERS];
+    struct peer peers[MAX_PEERS]; /* the other instances heard from (never this one) */
     size_t npeers;
     char (*own_down)[NAME_MAX_LEN]; /* servers this instance sees down (renewed) */
     size_t nown_down;
@@ -299,8 +300,7 @@ peer_seen(struct fleet *f, const char *instance, uint64_t now)
     if (f->npeers < MAX_PEERS) {
         snprintf(f->peers[f->npeers].instance, NAME_MAX_LEN, "%s", instance);
         f->peers[f->npeers++].seen_us = now;
-        if (strcmp(instance, instance_id(f)) != 0)
-            log_info("fleet: instance %s is up", instance);
+        log_info("fleet: instance %s is up", instance);
     }
 }
 
@@ -592,11 +592,11 @@ message_cb(const char *payload, size_t len, void *arg)
     if (f->health == NULL || m == NULL || json_unpack(m, "{s:s, s:s, s?s, s?s}", "instance", &from, "type", &type,
                                  "server", &server, "state", &state) < 0)
         goto done;
-    peer_seen(f, from, now);
     if (strcmp(from, instance_id(f)) == 0) {
         f->heard_self_us = now;
         goto done;
     }
+    peer_seen(f, from, now);
     if (strcmp(type, "down") == 0 && server != NULL)
         take_down(f, from, server);
     else if (strcmp(type, "up") == 0 && server != NULL)
@@ -802,9 +802,9 @@ fleet_wait_sync(struct fleet *f, int ms)
 }
 
 size_t
-fleet_peer_count(const struct fleet *f)
+fleet_instance_count(const struct fleet *f)
 {
-    return f != NULL ? f->npeers : 0;
+    return f != NULL ? f->npeers + 1 : 0;
 }
 
 json_t *
@@ -813,6 +813,8 @@ fleet_status(const struct fleet *f)
     json_t *o = json_object(), *peers = json_array(), *reports = json_array();
     uint64_t now = clock_mono_us();
 
+    json_array_append_new(peers, json_pack("{s:s, s:I, s:b}", "instance", instance_id(f),
+                                           "seen_ms_ago", (json_int_t)0, "self", 1));
     for (size_t i = 0; i < f->npeers; i++)
         json_array_append_new(peers, json_pack("{s:s, s:I}", "instance", f->peers[i].instance,
                                                "seen_ms_ago",

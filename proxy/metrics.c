@@ -333,7 +333,7 @@ redis_metrics(const struct admin_env *env, struct evbuffer *out)
     if (env->fleet != NULL) {
         family(out, "trident_fleet_instances", "gauge",
                "Instances heard from in the last 10 s, this one included");
-        evbuffer_add_printf(out, "trident_fleet_instances %zu\n", fleet_peer_count(env->fleet));
+        evbuffer_add_printf(out, "trident_fleet_instances %zu\n", fleet_instance_count(env->fleet));
     }
 }
 

@@ -26,6 +26,11 @@
 
 #define PING_IDLE_US 1000000 /* an idle connection is pinged this often (liveness) */
 
+/* A subscriber cannot send PING through hiredis 0.14: in subscribed mode it files the reply's
+ * callback where no reply ever takes it (one allocation lost per ping). It sends SUBSCRIBE for
+ * its channel again instead: Redis confirms every SUBSCRIBE, even of a channel already held, and
+ * hiredis routes the confirmation to the channel's callback like the first one. */
+
 struct redis_op {
     struct redis *r;
     redis_reply_fn *fn; /* NULL: fire and forget, or cancelled */
@@ -57,12 +62,16 @@ struct redis {
     void (*ready_fn)(void *arg);
     void *ready_arg;
     char *channel;                /* subscriber: the channel, re-subscribed on every ready */
+    bool subscribed;              /* subscriber: the first SUBSCRIBE of this connection confirmed */
+    uint64_t probe_sent_us;       /* subscriber: a SUBSCRIBE (first, or a liveness probe) awaits
+                                     its confirmation since then; 0: none */
     void (*message_fn)(const char *payload, size_t len, void *arg);
     void *message_arg;
 };
 
 static void connect_next(struct redis *r);
 static void message_cb(redisAsyncContext *ac, void *reply, void *priv);
+static void subscribe(struct redis *r);
 
 const char *
 redis_state_name(enum redis_state s)
@@ -266,6 +275,8 @@ drop(struct redis *r, bool hiredis_frees, const char *why)
     struct timeval tv;
 
     r->ac = NULL;
+    r->subscribed = false;
+    r->probe_sent_us = 0;
     evtimer_del(r->deadline_ev);
     evtimer_del(r->watch_ev);
     if (r->state == REDIS_STOPPED) {
@@ -316,12 +327,21 @@ became_ready(struct redis *r)
     tv = clock_tv_ms(period > 1000 ? 1000 : period < 5 ? 5 : period);
     evtimer_add(r->watch_ev, &tv); /* persistent: every period while ready */
     if (r->channel != NULL)
-        redisAsyncCommand(r->ac, message_cb, r, "SUBSCRIBE %s", r->channel);
+        subscribe(r);
     else if (r->ready_fn != NULL)
         r->ready_fn(r->ready_arg);
 }
 
-/* READY: a reply overdue by io_timeout_ms drops the connection; an idle one gets a PING. */
+/* Subscriber: (re)send SUBSCRIBE; message_cb clears probe_sent_us when Redis confirms it. */
+static void
+subscribe(struct redis *r)
+{
+    if (redisAsyncCommand(r->ac, message_cb, r, "SUBSCRIBE %s", r->channel) == REDIS_OK)
+        r->probe_sent_us = r->last_io_us = clock_mono_us();
+}
+
+/* READY: a reply overdue by io_timeout_ms drops the connection; an idle one is probed: a PING,
+ * or for a subscriber, which may hear nothing for long, its SUBSCRIBE again. */
 static void
 watch_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -331,12 +351,17 @@ watch_cb(evutil_socket_t fd, short what, void *arg)
 
     if (r->state != REDIS_READY)
         return;
-    if (oldest != NULL && now - oldest->sent_us > limit) {
+    if ((oldest != NULL && now - oldest->sent_us > limit) ||
+        (r->probe_sent_us != 0 && now - r->probe_sent_us > limit)) {
         drop(r, false, "no reply in time");
         return;
     }
-    if (oldest == NULL && r->channel == NULL && now - r->last_io_us > PING_IDLE_US)
-        redis_command(r, 0, NULL, NULL, "PING");
+    if (oldest == NULL && r->probe_sent_us == 0 && now - r->last_io_us > PING_IDLE_US) {
+        if (r->channel != NULL)
+            subscribe(r);
+        else
+            redis_command(r, 0, NULL, NULL, "PING");
+    }
 }
 
 /* AUTH / SELECT / ROLE replies during CONNECTING. */
@@ -606,7 +631,8 @@ redis_on_ready(struct redis *r, void (*fn)(void *arg), void *arg)
     r->ready_arg = arg;
 }
 
-/* Subscriber: ["message", channel, payload] for each message; ["subscribe", ...] once. */
+/* Subscriber: ["message", channel, payload] for each message; ["subscribe", channel, n] for
+ * each SUBSCRIBE sent: the first of a connection, then the liveness probes. */
 static void
 /* cppcheck-suppress constParameter ; hiredis's redisCallbackFn gives a non-const context */
 message_cb(redisAsyncContext *ac, void *reply, void *priv)
@@ -617,9 +643,14 @@ message_cb(redisAsyncContext *ac, void *reply, void *priv)
     if (rep == NULL || r->ac != ac || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
         rep->element[0]->type != REDIS_REPLY_STRING)
         return;
-    if (strcmp(rep->element[0]->str, "subscribe") == 0) { /* from now on nothing is missed */
-        if (r->ready_fn != NULL)
-            r->ready_fn(r->ready_arg);
+    if (strcmp(rep->element[0]->str, "subscribe") == 0) {
+        r->last_io_us = clock_mono_us();
+        r->probe_sent_us = 0;
+        if (!r->subscribed) { /* from now on nothing is missed */
+            r->subscribed = true;
+            if (r->ready_fn != NULL)
+                r->ready_fn(r->ready_arg);
+        }
         return;
     }
     if (strcmp(rep->element[0]->str, "message") != 0 || rep->element[2]->type != REDIS_REPLY_STRING)

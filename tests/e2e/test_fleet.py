@@ -38,8 +38,11 @@ Covered:
   (share_tickets false): the session resumes on A but not on B.
 - RedisOutage.test_instances_serve_and_check_alone_then_meet_again: Redis killed: both instances
   keep answering 200 and take a failing server out with their own checks; /status redis says
-  reconnecting and the peer goes silent; after Redis returns they see each other again (/status
-  peers, trident_fleet_instances 2).
+  reconnecting and the peer goes silent, then is forgotten while each instance still lists and
+  counts itself (trident_fleet_instances 1); after Redis returns they see each other again
+  (/status peers, trident_fleet_instances 2), never listing the peer without themselves.
+- RedisOutage.test_a_frozen_redis_is_noticed_on_every_connection: Redis frozen (SIGSTOP): every
+  connection, the subscriber's included, is dropped with a log line and trident_redis_up 0.
 """
 import json
 import os
@@ -785,21 +788,62 @@ class RedisOutage(FleetCase):
         self.upstream(0, name="u0", port=ntt.port)
         for t in (ta, tb):
             wait_transition(t, "ntt-1", "up", count=2)
-        # the peer is not heard any more
+        # the peer is not heard any more, then forgotten (10 s); each instance still counts and
+        # lists itself
         for adm, other in ((aa, "fleet-b"), (ab, "fleet-a")):
             wait_status(adm, lambda st, o=other: peer_ages(st).get(o, 1e9) > 1500, T(5),
                         what=f"{other} silent")
+        for adm, me, other in ((aa, "fleet-a", "fleet-b"), (ab, "fleet-b", "fleet-a")):
+            st = wait_status(adm, lambda st, o=other: o not in peer_ages(st), T(15),
+                             what=f"{other} forgotten")
+            self.assertEqual([(p["instance"], p.get("self")) for p in st["fleet"]["peers"]],
+                             [(me, True)])
+            self.assertEqual(adm.metrics().get("trident_fleet_instances"), 1)
 
         self.redis.start()
-        for adm in (aa, ab):
-            wait_status(adm, lambda st: st["redis"]["state"] == "connected", T(5),
-                        what="redis connected again")
-            self.wait_peers(adm, "fleet-a", "fleet-b")
+        without_self = []
+
+        def back(adm, me):
+            st = adm.status()
+            if me not in peer_ages(st):
+                without_self.append(st["fleet"]["peers"])
+            return st["redis"]["state"] == "connected" and \
+                all(peer_ages(st).get(i, 1e9) < 1000 for i in ("fleet-a", "fleet-b"))
+
+        for adm, me in ((aa, "fleet-a"), (ab, "fleet-b")):
+            wait_until(lambda: back(adm, me), T(5), interval=0.01,
+                       what="redis connected again and the peer heard")
             wait_until(lambda adm=adm: adm.metrics().get("trident_fleet_instances") == 2, T(5),
                        what="trident_fleet_instances 2")
             self.assertEqual(sorted(peer_ages(adm.status())), ["fleet-a", "fleet-b"])
+        self.assertEqual(without_self, [], "an instance listed its peers without itself")
         for t in (ta, tb):
             self.assertEqual(sorted(spread(t, 6)), ["u0", "u1", "u2"])
+
+
+    def test_a_frozen_redis_is_noticed_on_every_connection(self):
+        # SIGSTOP: the sockets stay open and nothing is answered. Every connection must find it
+        # out and say so, the subscriber too, which may hear nothing for long and so is probed.
+        ta, aa = self.start(self.config("fleet-a", redis={"io_timeout_ms": 300}))
+
+        def states(st):
+            return {c["name"]: c["state"] for c in st["redis"]["connections"]}
+
+        st = wait_status(aa, lambda st: set(states(st).values()) == {"connected"}, T(5),
+                         what="every Redis connection up")
+        self.assertIn("fleet-sub", states(st))
+        self.redis.pause()
+        self.addCleanup(self.redis.resume)
+        st = wait_status(aa, lambda st: "connected" not in states(st).values(), T(5),
+                         what="every Redis connection found dead, the subscriber's too")
+        self.assertEqual(st["redis"]["state"], "reconnecting")
+        self.assertEqual(aa.metrics().value("trident_redis_up", connection="fleet-sub"), 0)
+        wait_log(ta, r"^redis fleet-sub: connection to \S+ lost \(no reply in time\)",
+                 level="warn")
+        self.redis.resume()
+        wait_status(aa, lambda st: set(states(st).values()) == {"connected"}, T(5),
+                    what="every Redis connection back")
+        self.wait_peers(aa, "fleet-a")
 
 
 if __name__ == "__main__":
