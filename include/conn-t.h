@@ -124,6 +124,8 @@ struct exchange {
     const char *rule;            /* the access rule that applied (config-owned), or NULL */
     struct pace pace;            /* the request body's pace (limits.client_body_min_rate) */
     struct exchange_rate rate;
+    bool peer_trusted;           /* the connection's peer is one of the listener's
+                                    trusted_proxies: its forwarding fields are believed */
     struct sockaddr_storage client; /* named by a trusted proxy's X-Forwarded-For; AF_UNSPEC:
                                        the connection's peer is the client */
     char client_text[ADDR_TEXT_MAX];

@@ -1,6 +1,8 @@
 /*
  * rewrite: serialising the heads trident sends. The request head to a server: HTTP/1.1, Host kept,
- * hop-by-hop fields and httpoxy's Proxy removed, X-Forwarded-* and X-Request-Id set. The response
+ * hop-by-hop fields, httpoxy's Proxy and Proxy-Authorization removed, X-Forwarded-*, X-Real-IP
+ * and X-Request-Id set; the fields that name the client or how it came (Forwarded, ...) kept only
+ * from a trusted proxy, and their '_' aliases never. The response
  * head to a client: hop-by-hop fields removed and the framing and connection fields trident chose.
  * Pure functions from a parsed http_msg to an evbuffer.
  */
@@ -14,9 +16,12 @@
 #include "http.h"
 
 struct rewrite_request_ctx {
-    const char *client_ip;    /* appended to X-Forwarded-For */
+    const char *client_ip;    /* the connection's peer: appended to X-Forwarded-For */
+    const char *client;       /* X-Real-IP: the client (named by a trusted proxy, else the peer) */
+    bool trusted;             /* the peer is a trusted proxy: its X-Forwarded-For chain and
+                                 identity fields (Forwarded, ...) are kept */
     const char *proto;        /* X-Forwarded-Proto: "http" or "https" */
-    const char *request_id;   /* X-Request-Id: the client's (valid) one or a generated one */
+    const char *request_id;   /* X-Request-Id: a trusted proxy's (valid) one or a generated one */
     bool chunked;             /* the body goes up chunked */
     const char *default_host; /* Host for an HTTP/1.0 request that has none */
     bool drop_expect;         /* trident itself answered Expect: 100-continue */

@@ -260,12 +260,15 @@ conn_drop_upstream(struct conn *c)
     c->up = NULL;
 }
 
+/* A trusted proxy's valid X-Request-Id is kept (the request's id across the hops in front);
+ * anyone else's is replaced: a client does not choose the id in trident's and the
+ * application's logs. */
 static void
 assign_request_id(struct conn *c)
 {
     if (c->x->id[0] != '\0')
         return;
-    if (c->x->info.request_id >= 0) {
+    if (c->x->info.request_id >= 0 && c->x->peer_trusted) {
         const struct http_field *f = &c->req.fields[c->x->info.request_id];
         memcpy(c->x->id, http_msg_at(&c->req, f->value_off), f->value_len);
         c->x->id[f->value_len] = '\0';
@@ -557,6 +560,16 @@ parse_forwarded(struct slice s, struct sockaddr_storage *out)
 
 #define FORWARDED_MAX 32 /* X-Forwarded-For elements looked at, from the right */
 
+/* The connection's peer is one of the listener's trusted_proxies. */
+static bool
+peer_trusted(const struct conn *c)
+{
+    const struct listener_conf *l = c->listener->conf;
+
+    return l->ntrusted_proxies > 0 &&
+           cidr_match_any(l->trusted_nets, l->ntrusted_proxies, (const struct sockaddr *)&c->peer);
+}
+
 /* From a trusted proxy, the client is the last X-Forwarded-For address that is not a trusted
  * proxy itself (nginx's real_ip_recursive); the elements before it are the client's to forge.
  * All trusted: the first. None usable: the peer stays the client. */
@@ -568,8 +581,7 @@ forwarded_client(struct conn *c)
     struct sockaddr_storage a;
     size_t n = 0;
 
-    if (l->ntrusted_proxies == 0 ||
-        !cidr_match_any(l->trusted_nets, l->ntrusted_proxies, (const struct sockaddr *)&c->peer))
+    if (!c->x->peer_trusted)
         return;
     for (int i = http_find_field(&c->req, "x-forwarded-for", 15, 0); i >= 0;
          i = http_find_field(&c->req, "x-forwarded-for", 15, (uint32_t)i + 1)) {
@@ -735,6 +747,8 @@ rewrite_head(struct conn *c, bool buffering)
     char host[ADDR_TEXT_MAX] = "";
     struct rewrite_request_ctx ctx = {
         .client_ip = c->client_ip,
+        .client = c->x->client.ss_family != AF_UNSPEC ? c->x->client_text : c->client_ip,
+        .trusted = c->x->peer_trusted,
         .proto = c->tls != NULL ? "https" : "http",
         .request_id = c->x->id,
         .chunked = c->x->req_body.kind == BODY_CHUNKED,
@@ -758,6 +772,7 @@ on_request_head(struct conn *c)
 
     conn_disarm_timer(c);
     status = headers_check_request(&c->req, &c->x->info, &why);
+    c->x->peer_trusted = peer_trusted(c);
     assign_request_id(c);
     if (status == 0) {
         forwarded_client(c);

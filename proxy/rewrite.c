@@ -3,6 +3,7 @@
  * of the output evbuffer and committed once: one allocation at most, and the buffer's callbacks
  * (pace accounting on a client's output) run once per head, not once per piece.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -70,32 +71,87 @@ put_msg_field(struct out *o, const struct http_msg *m, uint32_t i)
     put_field(o, m->buf + f->name_off, f->name_len, m->buf + f->value_off, f->value_len);
 }
 
-/* Fields trident replaces with its own values, or never forwards. */
+struct name {
+    const char *s; /* lower case */
+    size_t n;
+};
+#define NAME(lit) {lit, sizeof(lit) - 1}
+
+/* Fields trident always sets itself (the incoming ones are dropped), and credentials meant for
+ * a proxy: trident is the origin's front door, not a proxy the client authenticates with. */
+static const struct name own_fields[] = {
+    NAME("x-forwarded-for"), NAME("x-forwarded-proto"), NAME("x-forwarded-host"),
+    NAME("x-real-ip"),       NAME("x-request-id"),      NAME("proxy-authorization"),
+};
+
+/* Fields that say who the client is or how it came, which frameworks believe (Django, Rails,
+ * Spring, PHP's client-IP helpers): forwarded only from a trusted proxy. */
+static const struct name identity_fields[] = {
+    NAME("forwarded"),          NAME("x-forwarded-port"), NAME("x-forwarded-prefix"),
+    NAME("x-forwarded-server"), NAME("x-forwarded-scheme"), NAME("x-forwarded-ssl"),
+    NAME("x-client-ip"),        NAME("true-client-ip"),   NAME("x-cluster-client-ip"),
+};
+
+/* `p` names `want`, reading '_' as '-' when `underscores`. */
 static bool
-request_field_replaced(const struct http_msg *m, uint32_t i, const struct req_info *info,
-                       const struct rewrite_request_ctx *ctx)
+name_matches(const char *p, size_t n, const struct name *want, bool underscores)
 {
+    if (n != want->n)
+        return false;
+    for (size_t k = 0; k < n; k++) {
+        char c = (char)tolower((unsigned char)p[k]);
+        if (c != want->s[k] && !(underscores && c == '_' && want->s[k] == '-'))
+            return false;
+    }
+    return true;
+}
+
+static bool
+name_in(const char *p, size_t n, const struct name *set, size_t count, bool underscores)
+{
+    for (size_t k = 0; k < count; k++)
+        if (name_matches(p, n, &set[k], underscores))
+            return true;
+    return false;
+}
+
+/* Fields trident replaces with its own values, or never forwards. A name with '_' for '-' is
+ * the same field to a CGI, WSGI or PHP application (both become HTTP_X_FORWARDED_FOR), so such
+ * aliases of the fields trident controls are dropped whoever sends them. */
+static bool
+request_field_dropped(const struct http_msg *m, uint32_t i, const struct req_info *info,
+                      const struct rewrite_request_ctx *ctx)
+{
+    const struct http_field *f = &m->fields[i];
+    const char *name = m->buf + f->name_off;
+    size_t n = f->name_len;
+
+    if (memchr(name, '_', n) != NULL)
+        return name_in(name, n, own_fields, sizeof(own_fields) / sizeof(own_fields[0]), true) ||
+               name_in(name, n, identity_fields,
+                       sizeof(identity_fields) / sizeof(identity_fields[0]), true);
     return http_field_is(m, i, LIT("proxy")) || /* httpoxy: never reaches CGI's HTTP_PROXY */
-           http_field_is(m, i, LIT("x-forwarded-for")) ||
-           http_field_is(m, i, LIT("x-forwarded-proto")) ||
-           http_field_is(m, i, LIT("x-forwarded-host")) ||
-           http_field_is(m, i, LIT("x-request-id")) ||
+           name_in(name, n, own_fields, sizeof(own_fields) / sizeof(own_fields[0]), false) ||
+           (!ctx->trusted &&
+            name_in(name, n, identity_fields, sizeof(identity_fields) / sizeof(identity_fields[0]),
+                    false)) ||
            (info->host_from_target && http_field_is(m, i, LIT("host"))) ||
            ((m->parser.http_minor == 0 || ctx->drop_expect) && http_field_is(m, i, LIT("expect")));
 }
 
-/* X-Forwarded-For: every value the client sent, in order, then the client's address. */
+/* X-Forwarded-For: from a trusted proxy, the chain it sent, in order, then the peer's address;
+ * from anyone else the peer's address alone (what a client writes there is its own claim). */
 static void
-put_forwarded_for(struct out *o, const struct http_msg *m, const char *client_ip)
+put_forwarded_for(struct out *o, const struct http_msg *m, const struct rewrite_request_ctx *ctx)
 {
     puts_(o, "X-Forwarded-For: ");
-    for (int i = http_find_field(m, LIT("x-forwarded-for"), 0); i >= 0;
+    for (int i = ctx->trusted ? http_find_field(m, LIT("x-forwarded-for"), 0) : -1; i >= 0;
          i = http_find_field(m, LIT("x-forwarded-for"), (uint32_t)i + 1)) {
         const struct http_field *f = &m->fields[i];
         put(o, m->buf + f->value_off, f->value_len);
         put(o, ", ", 2);
     }
-    puts_(o, client_ip);
+    puts_(o, ctx->client_ip);
     put(o, "\r\n", 2);
 }
 
@@ -128,7 +184,7 @@ write_request(struct out *o, const void *arg)
     headers_hop_init(&hop, m);
     put_request_line(o, m, a->info);
     for (uint32_t i = 0; i < m->nfields; i++)
-        if (!headers_hop_is(&hop, m, i) && !request_field_replaced(m, i, a->info, ctx))
+        if (!headers_hop_is(&hop, m, i) && !request_field_dropped(m, i, a->info, ctx))
             put_msg_field(o, m, i);
     if (host.n == 0) {
         host = (struct slice){ctx->default_host, strlen(ctx->default_host)};
@@ -136,9 +192,10 @@ write_request(struct out *o, const void *arg)
     } else if (a->info->host_from_target) {
         put_field(o, LIT("Host"), host.p, host.n);
     }
-    put_forwarded_for(o, m, ctx->client_ip);
+    put_forwarded_for(o, m, ctx);
     put_field(o, LIT("X-Forwarded-Proto"), ctx->proto, strlen(ctx->proto));
     put_field(o, LIT("X-Forwarded-Host"), host.p, host.n);
+    put_field(o, LIT("X-Real-IP"), ctx->client, strlen(ctx->client));
     put_field(o, LIT("X-Request-Id"), ctx->request_id, strlen(ctx->request_id));
     if (ctx->chunked)
         puts_(o, "Transfer-Encoding: chunked\r\n");

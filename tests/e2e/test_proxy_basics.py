@@ -8,7 +8,8 @@ import signal
 import tempfile
 import unittest
 
-from harness import (Client, E2ETestCase, T, cluster, get, make_config, run_check, wait_until)
+from harness import (Client, E2ETestCase, T, cluster, free_port, get, make_config, run_check,
+                     wait_until)
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 
@@ -122,8 +123,9 @@ class HeaderRewriting(E2ETestCase):
         h = req.headers
         self.assertEqual((req.method, req.target, req.version), ("POST", "/path/x?q=1&r=%20", "HTTP/1.1"))
         self.assertEqual(h.get_all("host"), ["example.test:8080"])
-        self.assertEqual(h.get_all("x-forwarded-for"),
-                         [f"203.0.113.7, 198.51.100.1, 198.51.100.2, {src}"])
+        # the client is no trusted proxy: what it wrote about its route is dropped
+        self.assertEqual(h.get_all("x-forwarded-for"), [src])
+        self.assertEqual(h.get_all("x-real-ip"), [src])
         self.assertEqual(h.get_all("x-forwarded-proto"), ["http"])
         self.assertEqual(h.get_all("x-forwarded-host"), ["example.test:8080"])
         self.assertRegex(h.get("x-request-id"), HEX32)
@@ -171,9 +173,60 @@ class HeaderRewriting(E2ETestCase):
         self.assertEqual(r2.target, "/b?x")
         self.assertEqual(r2.headers.get_all("host"), ["abs.test:81"])
 
+    def identity_request(self, t, src, target):
+        """A request that claims an identity and a route in every field a framework reads."""
+        with Client.to(t, source=src) as c:
+            r = c.exchange("GET", target, [
+                ("X-Forwarded-For", "203.0.113.7, 198.51.100.2"), ("X-Real-IP", "203.0.113.7"),
+                ("X-Request-Id", f"chosen-{target[1:]}"), ("Forwarded", "for=203.0.113.7"),
+                ("X-Forwarded-Port", "443"), ("X-Forwarded-Ssl", "on"),
+                ("True-Client-IP", "203.0.113.7"), ("X_Forwarded_For", "203.0.113.8"),
+                ("X_Real_IP", "203.0.113.8"), ("Proxy-Authorization", "Basic cHJveHk6c2VjcmV0"),
+                ("X_App_Token", "t")])
+        self.assertEqual(r.status, 200)
+
+    def test_identity_fields_believed_only_from_trusted_proxies(self):
+        up = self.upstream(0)
+        proxy, client = self.net.client_ip(2), self.net.client_ip(3)
+        cfg = make_config([cluster("c", [up])])
+        host = self.net.listener_ip()
+        cfg["listeners"] = [{"address": f"{host}:{free_port(host)}",
+                             "trusted_proxies": [f"{proxy}/32"]}]
+        with self.trident(cfg) as t:
+            self.identity_request(t, client, "/from-client")
+            self.identity_request(t, proxy, "/from-proxy")
+            logged = {p: t.wait_for_access(lambda e, p=p: e.get("path") == p)
+                      for p in ("/from-client", "/from-proxy")}
+        by = {r.target: r.headers for r in up.requests}
+        h = by["/from-client"]
+        self.assertEqual(h.get_all("x-forwarded-for"), [client])
+        self.assertEqual(h.get_all("x-real-ip"), [client])
+        self.assertRegex(h.get("x-request-id"), HEX32)
+        for gone in ("forwarded", "x-forwarded-port", "x-forwarded-ssl", "true-client-ip",
+                     "x_forwarded_for", "x_real_ip", "proxy-authorization"):
+            self.assertNotIn(gone, h, f"{gone} from a client reached the server: {h.items}")
+        self.assertEqual(h.get("x_app_token"), "t")  # not one of trident's: the app's business
+        h = by["/from-proxy"]
+        # a trusted proxy's chain is kept and names the client; its other claims pass too
+        self.assertEqual(h.get_all("x-forwarded-for"), [f"203.0.113.7, 198.51.100.2, {proxy}"])
+        self.assertEqual(h.get_all("x-real-ip"), ["198.51.100.2"])
+        self.assertEqual(h.get_all("x-request-id"), ["chosen-from-proxy"])
+        self.assertEqual((h.get("forwarded"), h.get("x-forwarded-port"), h.get("x-forwarded-ssl"),
+                          h.get("true-client-ip")), ("for=203.0.113.7", "443", "on", "203.0.113.7"))
+        for gone in ("x_forwarded_for", "x_real_ip", "proxy-authorization"):
+            self.assertNotIn(gone, h, f"{gone} from a trusted proxy reached the server")
+        self.assertEqual(logged["/from-client"]["request_id"],
+                         by["/from-client"].get("x-request-id"))
+        self.assertEqual((logged["/from-proxy"]["request_id"], logged["/from-proxy"]["client"]),
+                         ("chosen-from-proxy", "198.51.100.2"))
+
     def test_request_id_generated_passed_through_or_replaced(self):
+        # ids are kept from trusted proxies only (the test client is one here)
         up = self.upstream(0)
         cfg = make_config([cluster("c", [up])])
+        host = self.net.listener_ip()
+        cfg["listeners"] = [{"address": f"{host}:{free_port(host)}",
+                             "trusted_proxies": ["127.0.0.0/8"]}]
         valid = "Req-42_abc.def:ghi+jkl/mno="
         with self.trident(cfg) as t, Client.to(t) as c:
             self.assertEqual(c.exchange("GET", "/gen").status, 200)

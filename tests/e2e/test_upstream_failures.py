@@ -6,7 +6,7 @@ import time
 import unittest
 
 from harness import (Client, E2ETestCase, T, closed_port_address, cluster, echo_handler,
-                     make_config, pattern_blocks, wait_until)
+                     free_port, make_config, pattern_blocks, wait_until)
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 
@@ -40,8 +40,13 @@ class ConnectFailures(E2ETestCase):
             self.assertEqual(e["provider"], "nowhere")
 
     def test_passed_through_request_id_in_error_page(self):
+        # a trusted proxy's id (the test client is one here) names the error too
         addr = closed_port_address(self.net.upstream_ip(0))
-        with self.trident(make_config([cluster("dead", [addr])])) as t, Client.to(t) as c:
+        cfg = make_config([cluster("dead", [addr])])
+        host = self.net.listener_ip()
+        cfg["listeners"] = [{"address": f"{host}:{free_port(host)}",
+                             "trusted_proxies": ["127.0.0.0/8"]}]
+        with self.trident(cfg) as t, Client.to(t) as c:
             r = c.exchange("GET", "/", [("X-Request-Id", "trace-123")])
             body = self.assertErrorPage(r, 502)
             self.assertEqual(body["request_id"], "trace-123")

@@ -223,6 +223,8 @@ on_head(struct fuzz_feed *f, struct http_msg *m)
 {
     struct rewrite_request_ctx ctx = {
         .client_ip = "192.0.2.1",
+        .client = "198.51.100.9",
+        .trusted = fuzz_rng_next(&f->rng) & 1,
         .proto = fuzz_rng_next(&f->rng) & 1 ? "https" : "http",
         .request_id = "0123456789abcdef0123456789abcdef",
         .chunked = (m->parser.flags & F_CHUNKED) != 0,

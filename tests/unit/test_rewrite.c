@@ -31,10 +31,23 @@ rewrite_req(const char *text, const struct rewrite_request_ctx *ctx)
 
 static const struct rewrite_request_ctx base_ctx = {
     .client_ip = "192.0.2.7",
+    .client = "192.0.2.7",
     .proto = "http",
     .request_id = "rid-1",
     .default_host = "127.0.0.2:8081",
 };
+
+/* What a client sends about itself and its route, and what the server gets instead. */
+#define IDENTITY_FIELDS                                                                            \
+    "X-Forwarded-For: 10.0.0.1\r\nX-Forwarded-For: 10.0.0.2\r\nX-Forwarded-Proto: https\r\n"     \
+    "X-Forwarded-Host: spoof\r\nX-Real-IP: 10.9.9.9\r\nX-Request-Id: client-chosen\r\n"          \
+    "Forwarded: for=10.0.0.3;proto=https\r\nX-Forwarded-Port: 443\r\n"                            \
+    "X-Forwarded-Prefix: /admin\r\nX-Forwarded-Ssl: on\r\nX-Forwarded-Scheme: https\r\n"         \
+    "X-Forwarded-Server: spoof\r\nX-Client-IP: 10.0.0.4\r\nTrue-Client-IP: 10.0.0.5\r\n"         \
+    "X-Cluster-Client-IP: 10.0.0.6\r\nProxy-Authorization: Basic c2VjcmV0\r\n"                  \
+    "X_Forwarded_For: 10.0.0.7\r\nx_real_ip: 10.0.0.8\r\nX_Request_Id: also-chosen\r\n"          \
+    "PROXY_AUTHORIZATION: Basic c2VjcmV0\r\nX_Forwarded_Proto: https\r\n"                        \
+    "X_Forwarded_Port: 443\r\nX_Api_Key: k\r\n"
 
 static void
 test_request_hop_by_hop_stripped_and_forwarding_fields_set(void **state)
@@ -42,17 +55,53 @@ test_request_hop_by_hop_stripped_and_forwarding_fields_set(void **state)
     char *s = rewrite_req("GET /p?q=1 HTTP/1.1\r\nHost: app.example\r\n"
                           "Connection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n"
                           "TE: trailers\r\nTrailer: X\r\nProxy-Connection: keep-alive\r\n"
-                          "Upgrade: h2c\r\nProxy: http://evil\r\nX-Forwarded-For: 10.0.0.1\r\n"
-                          "X-Forwarded-For: 10.0.0.2\r\nX-Forwarded-Proto: https\r\n"
-                          "X-Forwarded-Host: spoof\r\nAccept: */*\r\n\r\n",
+                          "Upgrade: h2c\r\nProxy: http://evil\r\n" IDENTITY_FIELDS
+                          "Accept: */*\r\n\r\n",
                           &base_ctx);
 
+    /* from an untrusted peer: none of its claims, and no credentials meant for a proxy; a name
+     * with '_' that is not one of those (X_Api_Key) is the application's business */
     assert_string_equal(s, "GET /p?q=1 HTTP/1.1\r\n"
                            "Host: app.example\r\n"
+                           "X_Api_Key: k\r\n"
                            "Accept: */*\r\n"
+                           "X-Forwarded-For: 192.0.2.7\r\n"
+                           "X-Forwarded-Proto: http\r\n"
+                           "X-Forwarded-Host: app.example\r\n"
+                           "X-Real-IP: 192.0.2.7\r\n"
+                           "X-Request-Id: rid-1\r\n"
+                           "Connection: keep-alive\r\n\r\n");
+    free(s);
+}
+
+static void
+test_request_from_a_trusted_proxy_keeps_its_forwarding_fields(void **state)
+{
+    struct rewrite_request_ctx ctx = base_ctx;
+    char *s;
+
+    ctx.trusted = true;
+    ctx.client = "10.0.0.2"; /* what the proxy's X-Forwarded-For named */
+    s = rewrite_req("GET / HTTP/1.1\r\nHost: app.example\r\n" IDENTITY_FIELDS "\r\n", &ctx);
+    /* the proxy's chain, then the proxy itself; its identity fields as it sent them; still no
+     * '_' alias, no proxy credentials, and trident's own X-Real-IP, proto, host and id (the
+     * caller passes a trusted proxy's valid X-Request-Id as request_id) */
+    assert_string_equal(s, "GET / HTTP/1.1\r\n"
+                           "Host: app.example\r\n"
+                           "Forwarded: for=10.0.0.3;proto=https\r\n"
+                           "X-Forwarded-Port: 443\r\n"
+                           "X-Forwarded-Prefix: /admin\r\n"
+                           "X-Forwarded-Ssl: on\r\n"
+                           "X-Forwarded-Scheme: https\r\n"
+                           "X-Forwarded-Server: spoof\r\n"
+                           "X-Client-IP: 10.0.0.4\r\n"
+                           "True-Client-IP: 10.0.0.5\r\n"
+                           "X-Cluster-Client-IP: 10.0.0.6\r\n"
+                           "X_Api_Key: k\r\n"
                            "X-Forwarded-For: 10.0.0.1, 10.0.0.2, 192.0.2.7\r\n"
                            "X-Forwarded-Proto: http\r\n"
                            "X-Forwarded-Host: app.example\r\n"
+                           "X-Real-IP: 10.0.0.2\r\n"
                            "X-Request-Id: rid-1\r\n"
                            "Connection: keep-alive\r\n\r\n");
     free(s);
@@ -175,6 +224,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_hop_by_hop_stripped_and_forwarding_fields_set),
+        cmocka_unit_test(test_request_from_a_trusted_proxy_keeps_its_forwarding_fields),
         cmocka_unit_test(test_request_websocket_keeps_upgrade),
         cmocka_unit_test(test_request_http10_gets_host_and_http11),
         cmocka_unit_test(test_request_chunked_body_declared),
