@@ -64,4 +64,8 @@ bool upstream_tls_failed(const struct upstream *u);
 /* Close and free. Accepts NULL. Must not be called on an upstream that is still in a pool. */
 void upstream_free(struct upstream *u);
 
+/* The same, but the server sees the connection reset (RST), not closed (FIN): a request cut off
+ * mid-body is then an unmistakable abort, never a short message that ends cleanly. */
+void upstream_abort(struct upstream *u);
+
 #endif

@@ -253,10 +253,16 @@ finish_exchange(struct conn *c, enum reason why)
     c->x->server = NULL;
 }
 
+/* A request dropped before its body was all sent (a body over its limit, bad chunked framing,
+ * a client gone mid-upload, a timeout) is reset towards the server: what reached it must read as
+ * aborted, not as a message the client ended. */
 void
 conn_drop_upstream(struct conn *c)
 {
-    upstream_free(c->up);
+    if (c->up != NULL && c->req_phase == REQ_BODY)
+        upstream_abort(c->up);
+    else
+        upstream_free(c->up);
     c->up = NULL;
 }
 

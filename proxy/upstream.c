@@ -169,6 +169,20 @@ upstream_tls_failed(const struct upstream *u)
 }
 
 void
+upstream_abort(struct upstream *u)
+{
+    static const struct linger reset = {.l_onoff = 1, .l_linger = 0};
+
+    if (u == NULL)
+        return;
+    /* With a zero linger time, close(2) sends RST instead of FIN. A failed setsockopt leaves
+     * the ordinary close, which ends the message early too. */
+    if (u->bev != NULL)
+        (void)setsockopt(bufferevent_getfd(u->bev), SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+    upstream_free(u);
+}
+
+void
 upstream_free(struct upstream *u)
 {
     if (u == NULL)

@@ -1,12 +1,14 @@
 """Body framing both ways (Content-Length, chunked, close-delimited) and 1 GiB streams with bounded
 memory."""
 import os
+import socket
+import threading
 import time
 import unittest
 import zlib
 
-from harness import (Client, E2ETestCase, Sink, T, chunked_encode, cluster, echo_handler,
-                     make_config, pattern_blocks, pattern_crc)
+from harness import (NO_PASSIVE, STREAM_BODIES, Client, E2ETestCase, Sink, T, chunked_encode,
+                     cluster, echo_handler, make_config, pattern_blocks, pattern_crc)
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -85,6 +87,65 @@ class RequestBodies(E2ETestCase):
             e = t.wait_for_access(lambda e: e.get("path") == "/cl-big")
             self.assertEqual((e["status"], e.get("reason")), (413, "body_too_large"))
         self.assertNotIn("/cl-big", [r.target for r in up.requests])
+
+
+class ConnectionEnd:
+    """A server that reads its first connection to the end and answers nothing: the bytes it
+    got, and how the connection ended ("reset": RST, "eof": an orderly close)."""
+
+    def __init__(self, host):
+        self.lsock = socket.create_server((host, 0))
+        self.address = "%s:%d" % self.lsock.getsockname()
+        self.data = bytearray()
+        self.ended = None
+        self.done = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        s, _ = self.lsock.accept()
+        s.settimeout(T(30))
+        try:
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    self.ended = "eof"
+                    break
+                self.data += b
+        except ConnectionResetError:
+            self.ended = "reset"
+        except OSError as e:
+            self.ended = f"error: {e}"
+        finally:
+            s.close()
+            self.lsock.close()
+            self.done.set()
+
+
+class RefusedStreamedBodies(E2ETestCase):
+    """A body over max_request_body that streams (chunked, larger than retry_body_bytes) is
+    refused with 413 once the limit is passed, after part of it went to the server. That part must
+    read as an aborted request: no last chunk, and a connection reset rather than closed."""
+
+    def test_body_over_the_limit_reaches_the_server_as_an_abort(self):
+        srv = ConnectionEnd(self.net.upstream_ip(0))
+        c0 = cluster("c", [srv.address])
+        c0["passive"] = dict(NO_PASSIVE)
+        cfg = make_config([c0], limits={"max_request_body": MIB}, failover=STREAM_BODIES)
+        with self.trident(cfg) as t, Client.to(t) as c:
+            c.send(b"POST /upload HTTP/1.1\r\nHost: b.test\r\nTransfer-Encoding: chunked\r\n\r\n")
+            try:
+                for _ in range(32):  # 2 MiB in 64 KiB chunks; trident stops reading past 1 MiB
+                    c.send(chunked_encode([b"u" * 65536])[:-5])
+                c.send(b"0\r\n\r\n")
+            except OSError:
+                pass  # refused mid-body: the connection may be reset under the client's writes
+            r = c.read_response("POST")
+            self.assertErrorPage(r, 413)
+            self.assertTrue(srv.done.wait(T(10)), "the server's connection never ended")
+        self.assertEqual(srv.ended, "reset", f"the server saw {srv.ended} after "
+                                             f"{len(srv.data)} bytes")
+        self.assertFalse(srv.data.endswith(b"\r\n0\r\n\r\n"), "the body was ended for the server")
+        self.assertLess(len(srv.data), MIB + 64 * 1024 + 4096)
 
 
 class ResponseBodies(E2ETestCase):
