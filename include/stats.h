@@ -28,6 +28,8 @@ struct server_stats {
     stat_t failures;           /* attempts that failed (connect, reset, timeout, invalid) */
     stat_t retries;            /* attempts on this server that were retries of another */
     stat_t hedges;             /* hedged attempts sent to this server */
+    stat_t hedges_lost;        /* requests a hedge to another server answered first: this one was
+                                  slow (evidence of slowness, not a failure) */
     stat_t connections;        /* connections opened to this server */
     stat_t active;             /* requests in flight (a gauge: begin +1, end -1) */
     stat_t bytes_in, bytes_out; /* client side of its exchanges */

@@ -24,6 +24,7 @@
 #include "config-t.h"
 #include "reason.h"
 #include "reqid.h"
+#include "straggler.h"
 
 struct conn;
 struct health;
@@ -130,6 +131,7 @@ struct worker {
     uint64_t ip_refused;        /* connections refused by per-address limits, unlogged yet */
     uint64_t ip_refused_logged_us;
     bool accept_paused;         /* listeners disabled: at max_conns or after an accept error */
+    struct straggler_list stragglers; /* attempts that lost to a hedge, awaiting their verdict */
 };
 
 /* Build worker `id` with its first generation (taken, whatever the outcome), the access-log fd

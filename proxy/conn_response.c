@@ -313,12 +313,11 @@ on_hedge_read(void *arg)
     } else if (rc > 0) {
         log_debug("request %s: the hedge to %s answered first", c->x->id,
                   c->x->hedge_server->conf->id);
-        /* The first server stayed silent past its usual response time and then lost to a
-         * request sent later: a timeout for the passive check (as Envoy counts per-try
-         * timeouts). A busy healthy server resets the count with its next success; a hung one
-         * is out after a few hedge delays instead of a whole response timeout. */
-        passive_failure(c->router->health, c->x->server, PASSIVE_TIMEOUT);
-        conn_promote_hedge(c);
+        /* The first server was slower than its cluster usually is: evidence of slowness, not
+         * of failure. Counted as a failure, a stall of a few ms on a busy host took a healthy
+         * server out (and moved its sessions for good); the lost attempt's own outcome is
+         * what its passive checks count. */
+        conn_hedge_won(c);
         on_head(c);
     }
 }

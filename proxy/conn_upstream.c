@@ -20,10 +20,12 @@
 #include "retry.h"
 #include "router.h"
 #include "stats.h"
+#include "straggler.h"
 #include "worker.h"
 
 #define HEDGE_FIRST_MS 250 /* hedge delay before a cluster has any response time measured */
 #define HEDGE_MIN_MS   10
+#define SESSION_WATCH_MIN_MS 50 /* a session's request looks at its server's health this often */
 
 /* ---- sending ------------------------------------------------------------------------------- */
 
@@ -324,21 +326,44 @@ arm_hedge(struct conn *c)
     conn_arm_timer(c, hedge_delay_ms(c));
 }
 
+/* Where a slow request's hedge goes, or NULL for none (yet). A request of a sticky session is
+ * its server's while that server serves: the server holds the session's state, and a slower
+ * answer from it beats a quick one from a server that lacks it. So it is not hedged while its
+ * server is usable (the timer looks again), and once the server is out (down, draining,
+ * maintenance: checks, passive evidence or the fleet said so) it goes where the session moves,
+ * as a retry would, without taking from the hedge budget. Any other request goes to another
+ * provider, within the budget. */
+static struct server_rt *
+hedge_target(struct conn *c)
+{
+    struct pick_avoid avoid = {c->x->tried, c->x->ntried, c->x->server->cluster->conf->provider};
+    struct server_rt *s;
+
+    if (c->x->aff.keyed) {
+        if (router_server_usable(c->router, c->x->server)) {
+            int ms = hedge_delay_ms(c);
+            conn_arm_timer(c, ms < SESSION_WATCH_MIN_MS ? SESSION_WATCH_MIN_MS : ms);
+            return NULL;
+        }
+        return router_choose_for_key_avoiding(c->router, c->x->aff.key, &avoid);
+    }
+    s = router_pick(c->router, &avoid);
+    if (s == NULL || strcmp(s->cluster->conf->provider, avoid.provider) == 0 ||
+        !router_hedge_take(c->router, c->cfg->failover.hedge_budget_pct))
+        return NULL;
+    return s;
+}
+
 /* The hedge delay passed without a response head (or without even a connection): the same
- * request to another provider. */
+ * request to another server, hedge_target()'s. */
 void
 conn_hedge_timer(struct conn *c)
 {
-    struct pick_avoid avoid = {c->x->tried, c->x->ntried, c->x->server->cluster->conf->provider};
     struct server_rt *s;
     bool pooled;
 
     if ((c->state == CONN_STREAMING && c->resp_phase != RESP_HEAD) || c->hedge != NULL ||
-        c->x->ntried >= CONN_MAX_ATTEMPTS)
-        return;
-    s = router_pick(c->router, &avoid);
-    if (s == NULL || strcmp(s->cluster->conf->provider, avoid.provider) == 0 ||
-        !router_hedge_take(c->router, c->cfg->failover.hedge_budget_pct))
+        c->x->ntried >= CONN_MAX_ATTEMPTS || (s = hedge_target(c)) == NULL)
         return;
     c->x->hedge = (struct attempt_times){.connect_start_us = clock_mono_us()};
     c->hedge = open_upstream(c, s, &conn_hedge_handler, &pooled);
@@ -379,6 +404,20 @@ conn_drop_hedge(struct conn *c)
     c->hedge = NULL;
     router_end(c->x->hedge_server);
     c->x->hedge_server = NULL;
+}
+
+/* The hedge's response head came first: the first attempt is kept as a straggler, so that its
+ * server is judged by what it does next, not by the race it lost (straggler.h). */
+void
+conn_hedge_won(struct conn *c)
+{
+    struct upstream *loser = c->up;
+
+    c->up = NULL;
+    if (c->x->server->stats != NULL)
+        stat_add(&c->x->server->stats->hedges_lost, 1);
+    straggler_keep(&c->w->stragglers, c->router, c->x->server, loser, c->x->attempt.pooled);
+    conn_promote_hedge(c);
 }
 
 /* The hedge answered first, or the first attempt failed while the hedge runs: the hedge becomes

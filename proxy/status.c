@@ -99,6 +99,7 @@ server_json(const struct admin_env *env, const struct cluster_conf *c, size_t si
     json_object_set_new(o, "failures", json_integer((json_int_t)stat_get(&st.failures)));
     json_object_set_new(o, "retries", json_integer((json_int_t)stat_get(&st.retries)));
     json_object_set_new(o, "hedges", json_integer((json_int_t)stat_get(&st.hedges)));
+    json_object_set_new(o, "hedges_lost", json_integer((json_int_t)stat_get(&st.hedges_lost)));
     json_object_set_new(o, "bytes_in", json_integer((json_int_t)stat_get(&st.bytes_in)));
     json_object_set_new(o, "bytes_out", json_integer((json_int_t)stat_get(&st.bytes_out)));
     json_object_set_new(o, "transitions", json_integer((json_int_t)atomic_load(&sh->transitions)));

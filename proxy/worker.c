@@ -554,6 +554,7 @@ worker_new(int id, struct worker_generation *g, int alog_fd, struct event *exit_
     w->id = id;
     w->exit_notify = exit_notify;
     TAILQ_INIT(&w->conns);
+    straggler_list_init(&w->stragglers);
     atomic_init(&w->cmd, 0);
     atomic_init(&w->exited, false);
     atomic_init(&w->pending, NULL);
@@ -606,6 +607,7 @@ worker_main(void *arg)
         conn_close_now(c, REASON_SHUTDOWN);
         conn_free(c);
     }
+    straggler_free_all(&w->stragglers);
     redis_free(w->redis); /* on its own thread, after every connection that used it */
     w->redis = NULL;
     atomic_store(&w->exited, true);

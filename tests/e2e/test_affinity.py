@@ -53,19 +53,20 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
 from harness import (Client, E2ETestCase, Headers, Reader, T, Trident, build_request, cluster,
                      default_handler, free_port, make_config, run_check, split_head, wait_until)
 from healthlib import health
-from adminlib import Admin, admin_section, wait_server, wait_status
+from adminlib import Admin, admin_section, server_status, wait_server, wait_status
 from redislib import (ISSUED_COOKIE_RE, SessionLoad, get_session, redis_section, served_by,
                       session_key, start_monitor, start_redis, start_sentinels, wait_log)
 
 PROVIDERS = ("ntt", "gmo", "aws")
 COOKIE = "trident_affinity"
-NO_HEDGE = {"hedge": False}  # a hedge may answer from another server (see the test about it)
+NO_HEDGE = {"hedge": False}  # the default here; the hedging tests turn it on
 
 
 # ---- helpers -------------------------------------------------------------------------------------
@@ -446,7 +447,10 @@ class ServerDown(AffinityCase):
             self.assertEqual(revived.requests, [], f"requests reached the revived {victim}")
             self.assertGreater(sum(affinity_counts(t)["moved"] for t in (a, b)), 0)
 
-    def test_a_slow_response_does_not_move_the_session(self):
+    def test_a_sessions_request_is_not_hedged_while_its_server_serves(self):
+        # Hedging on and quick: a slow answer from the session's own server is waited for, not
+        # raced against a server that lacks the session's state; the server is not taken out
+        # and the session stays. (A request of no session is hedged: test_failover's Hedging.)
         slow = set()
 
         def handler(ex):
@@ -463,12 +467,55 @@ class ServerDown(AffinityCase):
             get_session(t, value)
             self.wait_mappings(r, [(value, server)])
             slow.add(server)
-            self.assertEqual(get_session(t, value, target="/slow").status, 200)
+            resp = get_session(t, value, target="/slow")
+            self.assertEqual((resp.status, served_by(resp)), (200, server))
             slow.clear()
-            t.wait_for_access(lambda e: e.get("path") == "/slow" and e.get("hedged"))
+            e = t.wait_for_access(lambda e: e.get("path") == "/slow")
+            self.assertEqual((e.get("hedged", False), e["attempts"], e["server"]),
+                             (False, 1, server))
             served = [served_by(get_session(t, value)) for _ in range(8)]
             self.assertEqual((r.cmd("GET", session_key(value)), served), (server, [server] * 8),
-                             f"one slow answer from {server} (a hedge won) moved the session")
+                             f"one slow answer from {server} moved the session")
+            self.assertEqual(server_status(Admin.of(t).status(), server)["transitions"], 0)
+
+    def test_a_sessions_request_moves_when_its_server_goes_out_while_it_waits(self):
+        # The session's server hangs; while the request waits, the server is put in maintenance:
+        # the request goes where the session moves (the same provider first) at once, instead
+        # of waiting for upstream_response_ms, and the session follows.
+        hung = set()
+
+        def handler(ex):
+            if ex.req.target == "/hang" and ex.upstream.name in hung:
+                ex.hang(T(10))
+                return
+            default_handler(ex)
+
+        r = start_redis(self, self.net.ip(50))
+        _, clusters = self.providers(per_provider=2, handler=handler)
+        cfg = self.instance("a", clusters, redis_section(r), failover={
+            "hedge": True, "hedge_delay_ms": 50, "hedge_budget_pct": 100})
+        cfg["timeouts"]["upstream_response_ms"] = 60000  # what the request would wait otherwise
+        with self.trident(cfg) as t:
+            adm = Admin.of(t)
+            value, server = new_session(self, t)
+            get_session(t, value)
+            self.wait_mappings(r, [(value, server)])
+            sibling = server[:-1] + ("2" if server.endswith("1") else "1")
+            hung.add(server)
+            box = {}
+            waiter = threading.Thread(
+                target=lambda: box.update(r=get_session(t, value, target="/hang")), daemon=True)
+            waiter.start()
+            wait_until(lambda: server_status(adm.status(), server)["active_requests"] == 1, T(5),
+                       what=f"the request waiting on {server}")
+            self.assertEqual(adm.post(f"/servers/{server}/maintenance").status, 200)
+            waiter.join(T(5))
+            self.assertFalse(waiter.is_alive(), "the request still waits for its server")
+            resp = box["r"]
+            self.assertEqual((resp.status, served_by(resp)), (200, sibling))
+            e = t.wait_for_access(lambda e: e.get("path") == "/hang")
+            self.assertEqual((e.get("hedged"), e["attempts"], e["server"]), (True, 2, sibling))
+            self.wait_mappings(r, [(value, sibling)])
 
 
 # ---- Redis fails ---------------------------------------------------------------------------------

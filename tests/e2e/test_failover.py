@@ -640,9 +640,35 @@ class Hedging(E2ETestCase):
             self.assertLess(elapsed, T(1.5))
             e = t.wait_for_access(lambda e: e.get("path") == "/hedge")
             self.assertEqual((e.get("hedged"), e["attempts"], e["server"]), (True, 2, "gmo-1"))
-            # the losing connection is closed
-            self.assertTrue(a.peer_closed.wait(T(3)), "the slow server's connection left open")
+            # the losing connection is kept for its verdict, then closed: at the latest when
+            # upstream_response_ms (5 s here) has passed without an answer
+            self.assertTrue(a.peer_closed.wait(T(8)), "the slow server's connection left open")
         self.assertEqual([r.target for r in a.requests], ["/hedge"])
+
+    def test_a_won_hedge_does_not_take_the_slow_server_out(self):
+        # Slower than its cluster (a stall on a busy host): hedges win, which is evidence of
+        # slowness and counted as such, never a passive timeout, even at passive.timeouts 1.
+        a = self.upstream(0, handler=slow_then_answer(T(0.3)), name="a")
+        b = self.upstream(1, handler=echo_handler, name="b")
+        ca = cluster("ntt", [a], weight=100)
+        ca["passive"] = {"timeouts": 1, "connect_failures": 1}
+        cfg = make_config([ca, cluster("gmo", [b])],
+                          failover={"hedge_budget_pct": 100, "hedge_delay_ms": 20})
+        cfg["admin"] = admin_section(self.net)
+        with self.trident(cfg) as t:
+            for i in range(3):
+                with Client.to(t) as c:
+                    r = c.exchange("GET", f"/slow{i}")
+                self.assertEqual((r.status, served_by(r)), (200, "b"))
+                e = t.wait_for_access(lambda e, i=i: e.get("path") == f"/slow{i}")
+                self.assertEqual((e.get("hedged"), e["server"]), (True, "gmo-1"))
+            st = Admin.of(t).status()
+            self.assertEqual(server_status(st, "ntt-1")["health"], "up")
+            self.assertEqual(server_status(st, "ntt-1")["hedges_lost"], 3)
+            self.assertEqual(server_status(st, "ntt-1")["transitions"], 0)
+            self.assertEqual(transitions(t, "ntt-1"), [])
+            self.assertEqual(Admin.of(t).metrics().get("trident_upstream_hedges_lost_total",
+                                                       server="ntt-1"), 3)
 
     def test_no_hedge_when_disabled(self):
         a, b, cfg = self.setup_pair(slow_then_answer(1.0), {"hedge": False})
@@ -905,18 +931,26 @@ class Hedging(E2ETestCase):
             e = t.wait_for_access(lambda e: e.get("path") == "/blackholed")
             self.assertEqual((e.get("hedged"), e["server"]), (True, "gmo-1"))
 
-    def test_lost_hedges_count_as_timeouts(self):
-        # a hung server that loses two hedges in a row is taken out (passive.timeouts 2)
+    def test_a_hung_server_is_out_when_its_lost_attempts_time_out(self):
+        # A hung server loses every race; clients wait only the hedge delay. The lost attempts
+        # are kept until upstream_response_ms: two timeouts in a row (passive.timeouts 2) take
+        # the server out, the lost races themselves do not.
         a = self.upstream(0, handler=lambda ex: ex.hang(T(10)), name="a")
         b = self.upstream(1, handler=echo_handler, name="b")
         cfg = make_config([cluster("ntt", [a], weight=100), cluster("gmo", [b])],
-                          failover={"hedge_budget_pct": 100, "hedge_delay_ms": 100})
+                          failover={"hedge_budget_pct": 100, "hedge_delay_ms": 100},
+                          timeouts={"upstream_response_ms": 1000})
         with self.trident(cfg) as t:
+            answered = []
             for i in range(2):
                 with Client.to(t) as c:
                     self.assertEqual(c.exchange("GET", f"/lost{i}").status, 200)
+                answered.append(time.monotonic())
+            self.assertEqual(transitions(t, "ntt-1"), [], "out on lost races alone")
             tr = wait_transition(t, "ntt-1", "down")
             self.assertEqual(tr[2], "passive: timeouts")
+            # not before the second lost attempt had waited its upstream_response_ms
+            self.assertGreaterEqual(time.monotonic() - answered[0], 0.9)
             with Client.to(t) as c:
                 r = c.exchange("GET", "/after")
                 self.assertEqual((r.status, r.body), (200, b"GET /after\n"))

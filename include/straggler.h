@@ -1,0 +1,43 @@
+/*
+ * straggler: a first attempt that lost to its hedge, kept after the client has its answer until
+ * the server answers or fails. Losing a race is evidence of slowness, not of failure: the
+ * passive checks judge what the server then does (an answer, however late, resets its counts;
+ * a reset, or no answer within upstream_response_ms, counts as any failed attempt would), so a
+ * stall of a few milliseconds takes no healthy server out, while a hung one still is. A
+ * straggler reports to nobody else: the client connection is done with it.
+ *
+ * One list per worker, owned by it; at most STRAGGLER_MAX at once (a further loser is closed
+ * without a verdict: bounded memory and sockets however slow a provider is).
+ */
+#ifndef TRIDENT_STRAGGLER_H
+#define TRIDENT_STRAGGLER_H
+
+#include <stdbool.h>
+#include <sys/queue.h>
+
+struct router;
+struct server_rt;
+struct upstream;
+struct straggler;
+
+#define STRAGGLER_MAX 256
+
+struct straggler_list {
+    /* cppcheck-suppress unusedStructMember ; sys/queue.h's TAILQ macros use the head's fields */
+    TAILQ_HEAD(, straggler) head;
+    unsigned n;
+};
+
+void straggler_list_init(struct straggler_list *l);
+
+/* Keep u, an ACTIVE or CONNECTING attempt at server s (of router r) that lost to a hedge, until
+ * its verdict. Takes ownership of u (closed at once when the list is full); takes a reference
+ * to r, which s belongs to. `pooled`: u came from the pool (a close before any response byte is
+ * then HTTP/1.1's keep-alive race, no failure). */
+void straggler_keep(struct straggler_list *l, struct router *r, struct server_rt *s,
+                    struct upstream *u, bool pooled);
+
+/* Close every straggler without a verdict (the worker is ending). */
+void straggler_free_all(struct straggler_list *l);
+
+#endif
