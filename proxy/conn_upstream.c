@@ -25,7 +25,9 @@
 
 #define HEDGE_FIRST_MS 250 /* hedge delay before a cluster has any response time measured */
 #define HEDGE_MIN_MS   10
-#define SESSION_WATCH_MIN_MS 50 /* a session's request looks at its server's health this often */
+#define WATCH_MIN_MS   50  /* a request not hedged (yet) looks at its server's health this often */
+#define VERDICT_MIN_MS 100 /* a lost attempt's server has at least this long more to answer */
+#define VERDICT_DELAYS 5   /* ... or this many hedge delays, if longer */
 
 /* ---- sending ------------------------------------------------------------------------------- */
 
@@ -326,32 +328,41 @@ arm_hedge(struct conn *c)
     conn_arm_timer(c, hedge_delay_ms(c));
 }
 
-/* Where a slow request's hedge goes, or NULL for none (yet). A request of a sticky session is
- * its server's while that server serves: the server holds the session's state, and a slower
- * answer from it beats a quick one from a server that lacks it. So it is not hedged while its
- * server is usable (the timer looks again), and once the server is out (down, draining,
- * maintenance: checks, passive evidence or the fleet said so) it goes where the session moves,
- * as a retry would, without taking from the hedge budget. Any other request goes to another
- * provider, within the budget. */
+/* The request is not sent elsewhere now: look again at its server's health after a hedge
+ * delay (at least WATCH_MIN_MS). */
+static void
+watch(struct conn *c)
+{
+    int ms = hedge_delay_ms(c);
+
+    conn_arm_timer(c, ms < WATCH_MIN_MS ? WATCH_MIN_MS : ms);
+}
+
+/* Where a slow request's second attempt goes, or NULL for none (yet). Once its server is out
+ * (down by checks, passive evidence or the fleet; draining; maintenance), a request waits for it
+ * no longer: it goes where a retry would, outside the hedge budget. While the server is usable:
+ * a request of a sticky session is its server's (the server holds the session's state, and a
+ * quick answer from another one is a wrong one), so it is not hedged; any other request is
+ * hedged to another provider within the budget. A request not sent elsewhere keeps watching. */
 static struct server_rt *
 hedge_target(struct conn *c)
 {
     struct pick_avoid avoid = {c->x->tried, c->x->ntried, c->x->server->cluster->conf->provider};
-    struct server_rt *s;
+    bool out = !router_server_usable(c->router, c->x->server);
 
-    if (c->x->aff.keyed) {
-        if (router_server_usable(c->router, c->x->server)) {
-            int ms = hedge_delay_ms(c);
-            conn_arm_timer(c, ms < SESSION_WATCH_MIN_MS ? SESSION_WATCH_MIN_MS : ms);
-            return NULL;
-        }
+    if (c->x->aff.keyed && out)
         return router_choose_for_key_avoiding(c->router, c->x->aff.key, &avoid);
+    if (!c->x->aff.keyed) {
+        struct server_rt *s = router_pick(c->router, &avoid);
+
+        if (s != NULL && out)
+            return s;
+        if (s != NULL && strcmp(s->cluster->conf->provider, avoid.provider) != 0 &&
+            router_hedge_take(c->router, c->cfg->failover.hedge_budget_pct))
+            return s;
     }
-    s = router_pick(c->router, &avoid);
-    if (s == NULL || strcmp(s->cluster->conf->provider, avoid.provider) == 0 ||
-        !router_hedge_take(c->router, c->cfg->failover.hedge_budget_pct))
-        return NULL;
-    return s;
+    watch(c);
+    return NULL;
 }
 
 /* The hedge delay passed without a response head (or without even a connection): the same
@@ -412,11 +423,17 @@ void
 conn_hedge_won(struct conn *c)
 {
     struct upstream *loser = c->up;
+    int verdict_ms = hedge_delay_ms(c) * VERDICT_DELAYS;
 
+    if (verdict_ms < VERDICT_MIN_MS)
+        verdict_ms = VERDICT_MIN_MS;
+    if (verdict_ms > c->cfg->timeouts.upstream_response_ms)
+        verdict_ms = c->cfg->timeouts.upstream_response_ms;
     c->up = NULL;
     if (c->x->server->stats != NULL)
         stat_add(&c->x->server->stats->hedges_lost, 1);
-    straggler_keep(&c->w->stragglers, c->router, c->x->server, loser, c->x->attempt.pooled);
+    straggler_keep(&c->w->stragglers, c->router, c->x->server, loser, c->x->attempt.pooled,
+                   verdict_ms);
     conn_promote_hedge(c);
 }
 

@@ -5,6 +5,7 @@
  */
 #include <stdlib.h>
 
+#include "clock.h"
 #include "passive.h"
 #include "router.h"
 #include "stats.h"
@@ -104,9 +105,10 @@ static const struct upstream_handler straggler_handler = {
 
 void
 straggler_keep(struct straggler_list *l, struct router *r, struct server_rt *s,
-               struct upstream *u, bool pooled)
+               struct upstream *u, bool pooled, int verdict_ms)
 {
     struct straggler *st = l->n < STRAGGLER_MAX ? calloc(1, sizeof(*st)) : NULL;
+    struct timeval verdict = clock_tv_ms(verdict_ms);
 
     if (st == NULL) {
         upstream_free(u);
@@ -116,6 +118,9 @@ straggler_keep(struct straggler_list *l, struct router *r, struct server_rt *s,
     TAILQ_INSERT_TAIL(&l->head, st, link);
     l->n++;
     upstream_set_handler(u, &straggler_handler, st);
+    /* silence from now on, reading or writing (a server that does not even take the request,
+     * or a connect still pending), is judged at the verdict time */
+    bufferevent_set_timeouts(u->bev, &verdict, &verdict);
 }
 
 void

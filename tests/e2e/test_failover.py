@@ -647,13 +647,14 @@ class Hedging(E2ETestCase):
 
     def test_a_won_hedge_does_not_take_the_slow_server_out(self):
         # Slower than its cluster (a stall on a busy host): hedges win, which is evidence of
-        # slowness and counted as such, never a passive timeout, even at passive.timeouts 1.
-        a = self.upstream(0, handler=slow_then_answer(T(0.3)), name="a")
+        # slowness, not a passive timeout, even at passive.timeouts 1: the lost attempts answer
+        # within their verdict time (5 hedge delays after losing: 300 ms here).
+        a = self.upstream(0, handler=slow_then_answer(0.12), name="a")
         b = self.upstream(1, handler=echo_handler, name="b")
         ca = cluster("ntt", [a], weight=100)
         ca["passive"] = {"timeouts": 1, "connect_failures": 1}
         cfg = make_config([ca, cluster("gmo", [b])],
-                          failover={"hedge_budget_pct": 100, "hedge_delay_ms": 20})
+                          failover={"hedge_budget_pct": 100, "hedge_delay_ms": 60})
         cfg["admin"] = admin_section(self.net)
         with self.trident(cfg) as t:
             for i in range(3):
@@ -662,6 +663,9 @@ class Hedging(E2ETestCase):
                 self.assertEqual((r.status, served_by(r)), (200, "b"))
                 e = t.wait_for_access(lambda e, i=i: e.get("path") == f"/slow{i}")
                 self.assertEqual((e.get("hedged"), e["server"]), (True, "gmo-1"))
+            # every lost attempt answered (its connection closed after the answer)
+            wait_until(lambda: len(a.requests) == 3 and not a.open_conns, T(5),
+                       what="the lost attempts answered")
             st = Admin.of(t).status()
             self.assertEqual(server_status(st, "ntt-1")["health"], "up")
             self.assertEqual(server_status(st, "ntt-1")["hedges_lost"], 3)
@@ -932,14 +936,13 @@ class Hedging(E2ETestCase):
             self.assertEqual((e.get("hedged"), e["server"]), (True, "gmo-1"))
 
     def test_a_hung_server_is_out_when_its_lost_attempts_time_out(self):
-        # A hung server loses every race; clients wait only the hedge delay. The lost attempts
-        # are kept until upstream_response_ms: two timeouts in a row (passive.timeouts 2) take
-        # the server out, the lost races themselves do not.
+        # A hung server loses every race; clients wait only the hedge delay. A lost attempt
+        # still silent 5 hedge delays later (1 s here) has timed out: two in a row
+        # (passive.timeouts 2) take the server out, the lost races themselves do not.
         a = self.upstream(0, handler=lambda ex: ex.hang(T(10)), name="a")
         b = self.upstream(1, handler=echo_handler, name="b")
         cfg = make_config([cluster("ntt", [a], weight=100), cluster("gmo", [b])],
-                          failover={"hedge_budget_pct": 100, "hedge_delay_ms": 100},
-                          timeouts={"upstream_response_ms": 1000})
+                          failover={"hedge_budget_pct": 100, "hedge_delay_ms": 200})
         with self.trident(cfg) as t:
             answered = []
             for i in range(2):
@@ -949,7 +952,7 @@ class Hedging(E2ETestCase):
             self.assertEqual(transitions(t, "ntt-1"), [], "out on lost races alone")
             tr = wait_transition(t, "ntt-1", "down")
             self.assertEqual(tr[2], "passive: timeouts")
-            # not before the second lost attempt had waited its upstream_response_ms
+            # not before the lost attempts had their verdict time
             self.assertGreaterEqual(time.monotonic() - answered[0], 0.9)
             with Client.to(t) as c:
                 r = c.exchange("GET", "/after")

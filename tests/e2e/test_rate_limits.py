@@ -4,7 +4,7 @@ shared, across instances through Redis (one script call per request, Redis's clo
 away each instance goes on alone. Keys in Redis are digests: an API key never reaches it."""
 import unittest
 
-from adminlib import Admin, admin_section
+from adminlib import Admin, admin_section, wait_status
 from harness import Client, E2ETestCase, T, cluster, make_config, wait_until
 from redislib import redis_section, start_redis
 
@@ -81,9 +81,14 @@ class RateLimits(E2ETestCase):
         lim = [limit("api-keys", 6, key="header:X-Api-Key")]
         cfg_a, _ = self.config(lim, redis_section(r), "a")
         cfg_b, _ = self.config(lim, redis_section(r), "b")
+        cfg_a["admin"] = admin_section(self.net, host_index=2)
+        cfg_b["admin"] = admin_section(self.net, host_index=3)
         ta, tb = self.start(cfg_a), self.start(cfg_b, host=self.net.ip(4))
-        wait_until(lambda: r.cmd("CLIENT", "LIST").count("\n") >= 4, T(10),
-                   what="both instances' workers connected to Redis")
+        # every connection of both, each worker's above all: a worker not connected yet counts
+        # its requests alone, and the fleet's count would miss them
+        for t in (ta, tb):
+            wait_status(Admin.of(t), lambda st: st["redis"]["state"] == "connected", T(10),
+                        what="every Redis connection of the instance up")
         key = [("X-Api-Key", "shared-secret-123")]
         got = [self.get(t, "/s", headers=key).status for t in (ta, tb) * 3]
         self.assertEqual(got, [200] * 6)
