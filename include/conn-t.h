@@ -112,6 +112,7 @@ struct exchange {
     bool body_buffered;          /* the whole body is in conn.body: the request is replayable */
     bool fresh_only;             /* the next connect must not come from the pool */
     bool hedged;                 /* a second attempt was started in parallel */
+    bool hedge_considered;       /* the one speculative hedge a request may get was weighed */
     struct server_rt *hedge_server;
     uint64_t bytes_in, bytes_out;
     long long start_wall_ms;

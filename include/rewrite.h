@@ -18,8 +18,9 @@
 struct rewrite_request_ctx {
     const char *client_ip;    /* the connection's peer: appended to X-Forwarded-For */
     const char *client;       /* X-Real-IP: the client (named by a trusted proxy, else the peer) */
-    bool trusted;             /* the peer is a trusted proxy: its X-Forwarded-For chain and
-                                 identity fields (Forwarded, ...) are kept */
+    bool trusted;             /* the peer is a trusted proxy: its X-Forwarded-For chain,
+                                 X-Forwarded-Proto and -Host and identity fields (Forwarded,
+                                 ...) are kept */
     const char *proto;        /* X-Forwarded-Proto: "http" or "https" */
     const char *request_id;   /* X-Request-Id: a trusted proxy's (valid) one or a generated one */
     bool chunked;             /* the body goes up chunked */

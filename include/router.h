@@ -127,6 +127,11 @@ struct server_rt *router_choose_for_key_avoiding(struct router *r, const uint8_t
  * a connection to a server that went down mid-request must not go back to a pool. */
 bool router_server_usable(const struct router *r, const struct server_rt *s);
 
+/* Whether s stopped serving for a reason that dooms the requests it holds: down (checks, passive
+ * evidence, the fleet) or in maintenance. A drain is not one: a draining server takes no new
+ * request (not usable) but finishes the ones it has. */
+bool router_server_failed(const struct router *r, const struct server_rt *s);
+
 /* Whether any cluster can take a request (for the all-down answer). */
 bool router_any_usable(struct router *r);
 

@@ -32,9 +32,11 @@ struct straggler_list {
 void straggler_list_init(struct straggler_list *l);
 
 /* Keep u, an ACTIVE or CONNECTING attempt at server s (of router r) that lost to a hedge, until
- * its verdict: an answer, a failure, or nothing within verdict_ms from now (a timeout). Takes
- * ownership of u (closed at once when the list is full); takes a reference to r, which s belongs
- * to. `pooled`: u came from the pool (a close before any response byte is then HTTP/1.1's
+ * its verdict: an answer, a failure, or nothing within verdict_ms from now (a timeout; a
+ * CONNECTING one keeps its connect timeout, and is closed without a verdict once connected: it
+ * never carried the request). Takes ownership of u (closed at once when the list is full) and of
+ * the router_begin() count the attempt holds on s; takes a reference to r, which s belongs to.
+ * `pooled`: u came from the pool (a close before any response byte is then HTTP/1.1's
  * keep-alive race, no failure). */
 void straggler_keep(struct straggler_list *l, struct router *r, struct server_rt *s,
                     struct upstream *u, bool pooled, int verdict_ms);

@@ -229,7 +229,8 @@ static const struct cfg_field listener_fields[] = {
      .count_max = 256,
      .doc = "CIDRs of proxies in front: from them, the client is the last X-Forwarded-For address "
             "that is not one of them (for access rules, rate limits, logs), and their "
-            "X-Forwarded-For chain, X-Request-Id and Forwarded fields are kept; with "
+            "X-Forwarded-For chain, X-Forwarded-Proto and -Host, X-Request-Id and Forwarded "
+            "fields are kept; with "
             "proxy_protocol, the only peers allowed to send a PROXY header"},
 };
 static const struct cfg_object listener_schema = {sizeof(struct listener_conf),

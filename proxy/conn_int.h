@@ -54,6 +54,7 @@ void conn_hedge_ready(struct conn *c);
 void conn_drop_hedge(struct conn *c);
 void conn_promote_hedge(struct conn *c);
 void conn_hedge_won(struct conn *c);
+void conn_hedge_failed(struct conn *c);
 
 /* conn_response.c: the handlers an upstream reports to while it serves this connection, as its
  * attempt or as its hedge */

@@ -309,7 +309,7 @@ on_hedge_read(void *arg)
         if (c->x->hedge_server->stats != NULL)
             stat_add(&c->x->hedge_server->stats->failures, 1);
         passive_failure(c->router->health, c->x->hedge_server, PASSIVE_CONNECT);
-        conn_drop_hedge(c);
+        conn_hedge_failed(c);
     } else if (rc > 0) {
         log_debug("request %s: the hedge to %s answered first", c->x->id,
                   c->x->hedge_server->conf->id);
@@ -339,7 +339,7 @@ on_hedge_event(void *arg, short what)
         passive_failure(c->router->health, c->x->hedge_server,
                         (what & BEV_EVENT_TIMEOUT) ? PASSIVE_TIMEOUT : PASSIVE_CONNECT);
     }
-    conn_drop_hedge(c);
+    conn_hedge_failed(c);
 }
 
 const struct upstream_handler conn_hedge_handler = {

@@ -338,31 +338,33 @@ watch(struct conn *c)
     conn_arm_timer(c, ms < WATCH_MIN_MS ? WATCH_MIN_MS : ms);
 }
 
-/* Where a slow request's second attempt goes, or NULL for none (yet). Once its server is out
- * (down by checks, passive evidence or the fleet; draining; maintenance), a request waits for it
- * no longer: it goes where a retry would, outside the hedge budget. While the server is usable:
- * a request of a sticky session is its server's (the server holds the session's state, and a
- * quick answer from another one is a wrong one), so it is not hedged; any other request is
- * hedged to another provider within the budget. A request not sent elsewhere keeps watching. */
+/* Where a slow request's second attempt goes, or NULL for none (yet). Once its server has
+ * failed (down by checks, passive evidence or the fleet; maintenance: router_server_failed), a
+ * request waits for it no longer: it goes where a retry would (a session's, where the session
+ * moves), outside the hedge budget. A draining server finishes what it has. While the server
+ * serves, a request of a sticky session is its server's (the server holds the session's state,
+ * and a quick answer from another one is a wrong one): it is never hedged. Any other request is
+ * weighed for a hedge once, at the first expiry: to another provider, within the budget. A
+ * request not sent elsewhere keeps watching its server. */
 static struct server_rt *
 hedge_target(struct conn *c)
 {
     struct pick_avoid avoid = {c->x->tried, c->x->ntried, c->x->server->cluster->conf->provider};
-    bool out = !router_server_usable(c->router, c->x->server);
+    struct server_rt *s = NULL;
 
-    if (c->x->aff.keyed && out)
-        return router_choose_for_key_avoiding(c->router, c->x->aff.key, &avoid);
-    if (!c->x->aff.keyed) {
-        struct server_rt *s = router_pick(c->router, &avoid);
-
-        if (s != NULL && out)
-            return s;
-        if (s != NULL && strcmp(s->cluster->conf->provider, avoid.provider) != 0 &&
-            router_hedge_take(c->router, c->cfg->failover.hedge_budget_pct))
-            return s;
+    if (router_server_failed(c->router, c->x->server)) {
+        s = c->x->aff.keyed ? router_choose_for_key_avoiding(c->router, c->x->aff.key, &avoid)
+                            : router_pick(c->router, &avoid);
+    } else if (!c->x->aff.keyed && !c->x->hedge_considered) {
+        c->x->hedge_considered = true;
+        s = router_pick(c->router, &avoid);
+        if (s != NULL && (strcmp(s->cluster->conf->provider, avoid.provider) == 0 ||
+                          !router_hedge_take(c->router, c->cfg->failover.hedge_budget_pct)))
+            s = NULL;
     }
-    watch(c);
-    return NULL;
+    if (s == NULL)
+        watch(c);
+    return s;
 }
 
 /* The hedge delay passed without a response head (or without even a connection): the same
@@ -406,6 +408,15 @@ conn_hedge_ready(struct conn *c)
     queued(c, u);
 }
 
+/* The hedge failed (refused, reset, invalid, silent): it ends, and the first attempt goes on,
+ * watched as a request that was not hedged. */
+void
+conn_hedge_failed(struct conn *c)
+{
+    conn_drop_hedge(c);
+    watch(c);
+}
+
 void
 conn_drop_hedge(struct conn *c)
 {
@@ -432,8 +443,10 @@ conn_hedge_won(struct conn *c)
     c->up = NULL;
     if (c->x->server->stats != NULL)
         stat_add(&c->x->server->stats->hedges_lost, 1);
+    /* the straggler's request still runs there: it keeps the server's count (least_conn) */
     straggler_keep(&c->w->stragglers, c->router, c->x->server, loser, c->x->attempt.pooled,
                    verdict_ms);
+    c->x->server = NULL;
     conn_promote_hedge(c);
 }
 
@@ -446,7 +459,8 @@ conn_promote_hedge(struct conn *c)
     struct upstream *u = c->hedge;
 
     conn_drop_upstream(c);
-    router_end(c->x->server);
+    if (c->x->server != NULL) /* NULL: conn_hedge_won() gave it to a straggler */
+        router_end(c->x->server);
     c->x->server = c->x->hedge_server;
     c->x->attempt = c->x->hedge; /* its send time, if it sent: queued() sets it when it does */
     c->up = u;

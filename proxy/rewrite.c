@@ -80,17 +80,28 @@ struct name {
 /* Fields trident always sets itself (the incoming ones are dropped), and credentials meant for
  * a proxy: trident is the origin's front door, not a proxy the client authenticates with. */
 static const struct name own_fields[] = {
-    NAME("x-forwarded-for"), NAME("x-forwarded-proto"), NAME("x-forwarded-host"),
-    NAME("x-real-ip"),       NAME("x-request-id"),      NAME("proxy-authorization"),
+    NAME("x-forwarded-for"), NAME("x-real-ip"), NAME("x-request-id"), NAME("proxy-authorization"),
 };
 
-/* Fields that say who the client is or how it came, which frameworks believe (Django, Rails,
- * Spring, PHP's client-IP helpers): forwarded only from a trusted proxy. */
-static const struct name identity_fields[] = {
-    NAME("forwarded"),          NAME("x-forwarded-port"), NAME("x-forwarded-prefix"),
-    NAME("x-forwarded-server"), NAME("x-forwarded-scheme"), NAME("x-forwarded-ssl"),
-    NAME("x-client-ip"),        NAME("true-client-ip"),   NAME("x-cluster-client-ip"),
+/* X-Forwarded-Proto and -Host: trident sets them, except that a trusted proxy's are kept (the
+ * scheme and host the client used in front of it: a TLS-terminating balancer's "https"). */
+static const struct name route_fields[] = {
+    NAME("x-forwarded-proto"),
+    NAME("x-forwarded-host"),
 };
+
+/* Fields that say who the client is or how it came, which frameworks believe (Django, Rails'
+ * remote_ip, Spring, Symfony, PHP's client-IP helpers, CDN conventions): forwarded only from a
+ * trusted proxy. */
+static const struct name identity_fields[] = {
+    NAME("forwarded"),           NAME("x-forwarded"),        NAME("forwarded-for"),
+    NAME("x-forwarded-port"),    NAME("x-forwarded-prefix"), NAME("x-forwarded-server"),
+    NAME("x-forwarded-scheme"),  NAME("x-forwarded-ssl"),    NAME("x-original-forwarded-for"),
+    NAME("client-ip"),           NAME("x-client-ip"),        NAME("true-client-ip"),
+    NAME("x-cluster-client-ip"), NAME("x-originating-ip"),   NAME("cf-connecting-ip"),
+    NAME("fastly-client-ip"),
+};
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 /* `p` names `want`, reading '_' as '-' when `underscores`. */
 static bool
@@ -127,14 +138,13 @@ request_field_dropped(const struct http_msg *m, uint32_t i, const struct req_inf
     size_t n = f->name_len;
 
     if (memchr(name, '_', n) != NULL)
-        return name_in(name, n, own_fields, sizeof(own_fields) / sizeof(own_fields[0]), true) ||
-               name_in(name, n, identity_fields,
-                       sizeof(identity_fields) / sizeof(identity_fields[0]), true);
+        return name_in(name, n, own_fields, COUNT(own_fields), true) ||
+               name_in(name, n, route_fields, COUNT(route_fields), true) ||
+               name_in(name, n, identity_fields, COUNT(identity_fields), true);
     return http_field_is(m, i, LIT("proxy")) || /* httpoxy: never reaches CGI's HTTP_PROXY */
-           name_in(name, n, own_fields, sizeof(own_fields) / sizeof(own_fields[0]), false) ||
-           (!ctx->trusted &&
-            name_in(name, n, identity_fields, sizeof(identity_fields) / sizeof(identity_fields[0]),
-                    false)) ||
+           name_in(name, n, own_fields, COUNT(own_fields), false) ||
+           (!ctx->trusted && (name_in(name, n, route_fields, COUNT(route_fields), false) ||
+                              name_in(name, n, identity_fields, COUNT(identity_fields), false))) ||
            (info->host_from_target && http_field_is(m, i, LIT("host"))) ||
            ((m->parser.http_minor == 0 || ctx->drop_expect) && http_field_is(m, i, LIT("expect")));
 }
@@ -193,8 +203,10 @@ write_request(struct out *o, const void *arg)
         put_field(o, LIT("Host"), host.p, host.n);
     }
     put_forwarded_for(o, m, ctx);
-    put_field(o, LIT("X-Forwarded-Proto"), ctx->proto, strlen(ctx->proto));
-    put_field(o, LIT("X-Forwarded-Host"), host.p, host.n);
+    if (!ctx->trusted || http_find_field(m, LIT("x-forwarded-proto"), 0) < 0)
+        put_field(o, LIT("X-Forwarded-Proto"), ctx->proto, strlen(ctx->proto));
+    if (!ctx->trusted || http_find_field(m, LIT("x-forwarded-host"), 0) < 0)
+        put_field(o, LIT("X-Forwarded-Host"), host.p, host.n);
     put_field(o, LIT("X-Real-IP"), ctx->client, strlen(ctx->client));
     put_field(o, LIT("X-Request-Id"), ctx->request_id, strlen(ctx->request_id));
     if (ctx->chunked)

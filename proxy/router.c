@@ -393,6 +393,19 @@ router_server_usable(const struct router *r, const struct server_rt *s)
 }
 
 bool
+router_server_failed(const struct router *r, const struct server_rt *s)
+{
+    const struct server_shared *sh;
+
+    if (r->table == NULL)
+        return false;
+    sh = &r->table->servers[s->index];
+    if (atomic_load(&sh->usable))
+        return false;
+    return atomic_load(&sh->health) == HEALTH_DOWN || atomic_load(&sh->admin) != ADMIN_DRAINING;
+}
+
+bool
 router_any_usable(struct router *r)
 {
     refresh(r);

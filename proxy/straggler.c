@@ -28,13 +28,15 @@ straggler_list_init(struct straggler_list *l)
     l->n = 0;
 }
 
-/* The verdict is in (or none will come): close and forget. */
+/* The verdict is in (or none will come): close and forget; the request no longer counts as
+ * one the server is working on. */
 static void
 done(struct straggler *st)
 {
     TAILQ_REMOVE(&st->list->head, st, link);
     st->list->n--;
     upstream_free(st->u);
+    router_end(st->s);
     router_unref(st->router);
     free(st);
 }
@@ -66,7 +68,9 @@ on_read(void *arg)
 
         if (step == HTTP_AGAIN)
             return;
-        if (step != HTTP_HEAD_DONE) { /* an invalid response is the server's, but no outage */
+        if (step != HTTP_HEAD_DONE) { /* an invalid response: a failure, but no outage */
+            if (st->s->stats != NULL)
+                stat_add(&st->s->stats->failures, 1);
             done(st);
             return;
         }
@@ -112,15 +116,19 @@ straggler_keep(struct straggler_list *l, struct router *r, struct server_rt *s,
 
     if (st == NULL) {
         upstream_free(u);
+        router_end(s);
         return;
     }
     *st = (struct straggler){.list = l, .router = router_ref(r), .s = s, .u = u, .pooled = pooled};
     TAILQ_INSERT_TAIL(&l->head, st, link);
     l->n++;
     upstream_set_handler(u, &straggler_handler, st);
-    /* silence from now on, reading or writing (a server that does not even take the request,
-     * or a connect still pending), is judged at the verdict time */
+    if (u->state == UPSTREAM_CONNECTING)
+        return; /* its connect timeout judges it; connected, it is closed (nothing was sent) */
+    /* silence from now on, reading or writing (a server that does not even take the request),
+     * is judged at the verdict time; reading may have been paused by the client's backpressure */
     bufferevent_set_timeouts(u->bev, &verdict, &verdict);
+    bufferevent_enable(u->bev, EV_READ | EV_WRITE);
 }
 
 void

@@ -517,6 +517,45 @@ class ServerDown(AffinityCase):
             self.assertEqual((e.get("hedged"), e["attempts"], e["server"]), (True, 2, sibling))
             self.wait_mappings(r, [(value, sibling)])
 
+    def test_a_draining_server_finishes_the_sessions_request_it_has(self):
+        # A drain takes no new request but finishes the ones a server has: the waiting request
+        # is answered by its own server, not moved (new ones of the session move).
+        release = threading.Event()
+
+        def handler(ex):
+            if ex.req.target == "/slow":
+                release.wait(T(10))
+            default_handler(ex)
+
+        r = start_redis(self, self.net.ip(50))
+        _, clusters = self.providers(per_provider=2, handler=handler)
+        cfg = self.instance("a", clusters, redis_section(r), failover={
+            "hedge": True, "hedge_delay_ms": 50, "hedge_budget_pct": 100})
+        cfg["timeouts"]["upstream_response_ms"] = 60000
+        with self.trident(cfg) as t:
+            adm = Admin.of(t)
+            value, server = new_session(self, t)
+            get_session(t, value)
+            self.wait_mappings(r, [(value, server)])
+            box = {}
+            waiter = threading.Thread(
+                target=lambda: box.update(r=get_session(t, value, target="/slow")), daemon=True)
+            waiter.start()
+            wait_until(lambda: server_status(adm.status(), server)["active_requests"] == 1, T(5),
+                       what=f"the request waiting on {server}")
+            self.assertEqual(adm.post(f"/servers/{server}/drain").status, 200)
+            # several watch periods (50 ms) with the server draining: the request stays
+            wait_until(lambda: server_status(adm.status(), server)["admin"] == "draining", T(5),
+                       what=f"{server} draining")
+            time.sleep(0.3)
+            release.set()
+            waiter.join(T(5))
+            resp = box["r"]
+            self.assertEqual((resp.status, served_by(resp)), (200, server))
+            e = t.wait_for_access(lambda e: e.get("path") == "/slow")
+            self.assertEqual((e.get("hedged", False), e["attempts"], e["server"]),
+                             (False, 1, server))
+
 
 # ---- Redis fails ---------------------------------------------------------------------------------
 

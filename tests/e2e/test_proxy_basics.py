@@ -182,6 +182,7 @@ class HeaderRewriting(E2ETestCase):
                 ("X-Forwarded-Port", "443"), ("X-Forwarded-Ssl", "on"),
                 ("True-Client-IP", "203.0.113.7"), ("X_Forwarded_For", "203.0.113.8"),
                 ("X_Real_IP", "203.0.113.8"), ("Proxy-Authorization", "Basic cHJveHk6c2VjcmV0"),
+                ("Client-IP", "203.0.113.9"), ("X-Forwarded-Proto", "https"),
                 ("X_App_Token", "t")])
         self.assertEqual(r.status, 200)
 
@@ -203,8 +204,9 @@ class HeaderRewriting(E2ETestCase):
         self.assertEqual(h.get_all("x-real-ip"), [client])
         self.assertRegex(h.get("x-request-id"), HEX32)
         for gone in ("forwarded", "x-forwarded-port", "x-forwarded-ssl", "true-client-ip",
-                     "x_forwarded_for", "x_real_ip", "proxy-authorization"):
+                     "client-ip", "x_forwarded_for", "x_real_ip", "proxy-authorization"):
             self.assertNotIn(gone, h, f"{gone} from a client reached the server: {h.items}")
+        self.assertEqual(h.get_all("x-forwarded-proto"), ["http"])
         self.assertEqual(h.get("x_app_token"), "t")  # not one of trident's: the app's business
         h = by["/from-proxy"]
         # a trusted proxy's chain is kept and names the client; its other claims pass too
@@ -212,7 +214,9 @@ class HeaderRewriting(E2ETestCase):
         self.assertEqual(h.get_all("x-real-ip"), ["198.51.100.2"])
         self.assertEqual(h.get_all("x-request-id"), ["chosen-from-proxy"])
         self.assertEqual((h.get("forwarded"), h.get("x-forwarded-port"), h.get("x-forwarded-ssl"),
-                          h.get("true-client-ip")), ("for=203.0.113.7", "443", "on", "203.0.113.7"))
+                          h.get("true-client-ip"), h.get("client-ip")),
+                         ("for=203.0.113.7", "443", "on", "203.0.113.7", "203.0.113.9"))
+        self.assertEqual(h.get_all("x-forwarded-proto"), ["https"])  # the scheme in front of it
         for gone in ("x_forwarded_for", "x_real_ip", "proxy-authorization"):
             self.assertNotIn(gone, h, f"{gone} from a trusted proxy reached the server")
         self.assertEqual(logged["/from-client"]["request_id"],

@@ -44,10 +44,11 @@ static const struct rewrite_request_ctx base_ctx = {
     "Forwarded: for=10.0.0.3;proto=https\r\nX-Forwarded-Port: 443\r\n"                            \
     "X-Forwarded-Prefix: /admin\r\nX-Forwarded-Ssl: on\r\nX-Forwarded-Scheme: https\r\n"         \
     "X-Forwarded-Server: spoof\r\nX-Client-IP: 10.0.0.4\r\nTrue-Client-IP: 10.0.0.5\r\n"         \
-    "X-Cluster-Client-IP: 10.0.0.6\r\nProxy-Authorization: Basic c2VjcmV0\r\n"                  \
+    "X-Cluster-Client-IP: 10.0.0.6\r\nClient-IP: 10.0.0.9\r\nCF-Connecting-IP: 10.0.0.10\r\n"     \
+    "Proxy-Authorization: Basic c2VjcmV0\r\n"                                                    \
     "X_Forwarded_For: 10.0.0.7\r\nx_real_ip: 10.0.0.8\r\nX_Request_Id: also-chosen\r\n"          \
     "PROXY_AUTHORIZATION: Basic c2VjcmV0\r\nX_Forwarded_Proto: https\r\n"                        \
-    "X_Forwarded_Port: 443\r\nX_Api_Key: k\r\n"
+    "X_Forwarded_Port: 443\r\nClient_IP: 10.0.0.11\r\nX_Api_Key: k\r\n"
 
 static void
 test_request_hop_by_hop_stripped_and_forwarding_fields_set(void **state)
@@ -83,11 +84,13 @@ test_request_from_a_trusted_proxy_keeps_its_forwarding_fields(void **state)
     ctx.trusted = true;
     ctx.client = "10.0.0.2"; /* what the proxy's X-Forwarded-For named */
     s = rewrite_req("GET / HTTP/1.1\r\nHost: app.example\r\n" IDENTITY_FIELDS "\r\n", &ctx);
-    /* the proxy's chain, then the proxy itself; its identity fields as it sent them; still no
-     * '_' alias, no proxy credentials, and trident's own X-Real-IP, proto, host and id (the
+    /* the proxy's chain, then the proxy itself; its scheme, host and identity fields as it sent
+     * them; still no '_' alias, no proxy credentials, and trident's own X-Real-IP and id (the
      * caller passes a trusted proxy's valid X-Request-Id as request_id) */
     assert_string_equal(s, "GET / HTTP/1.1\r\n"
                            "Host: app.example\r\n"
+                           "X-Forwarded-Proto: https\r\n"
+                           "X-Forwarded-Host: spoof\r\n"
                            "Forwarded: for=10.0.0.3;proto=https\r\n"
                            "X-Forwarded-Port: 443\r\n"
                            "X-Forwarded-Prefix: /admin\r\n"
@@ -97,10 +100,10 @@ test_request_from_a_trusted_proxy_keeps_its_forwarding_fields(void **state)
                            "X-Client-IP: 10.0.0.4\r\n"
                            "True-Client-IP: 10.0.0.5\r\n"
                            "X-Cluster-Client-IP: 10.0.0.6\r\n"
+                           "Client-IP: 10.0.0.9\r\n"
+                           "CF-Connecting-IP: 10.0.0.10\r\n"
                            "X_Api_Key: k\r\n"
                            "X-Forwarded-For: 10.0.0.1, 10.0.0.2, 192.0.2.7\r\n"
-                           "X-Forwarded-Proto: http\r\n"
-                           "X-Forwarded-Host: app.example\r\n"
                            "X-Real-IP: 10.0.0.2\r\n"
                            "X-Request-Id: rid-1\r\n"
                            "Connection: keep-alive\r\n\r\n");
