@@ -447,6 +447,34 @@ class ServerDown(AffinityCase):
             self.assertEqual(revived.requests, [], f"requests reached the revived {victim}")
             self.assertGreater(sum(affinity_counts(t)["moved"] for t in (a, b)), 0)
 
+    def hedging_instance(self, handler, per_provider):
+        """Instance a (not started) with hedging on and quick (50 ms, no budget limit) and a
+        long response timeout, over providers whose servers run handler; and its Redis."""
+        r = start_redis(self, self.net.ip(50))
+        _, clusters = self.providers(per_provider=per_provider, handler=handler)
+        cfg = self.instance("a", clusters, redis_section(r), failover={
+            "hedge": True, "hedge_delay_ms": 50, "hedge_budget_pct": 100})
+        cfg["timeouts"]["upstream_response_ms"] = 60000  # what a request would wait otherwise
+        return self.trident(cfg), r
+
+    def learnt_session(self, t, r):
+        """A new session, stored in Redis with its server: (value, server)."""
+        value, server = new_session(self, t)
+        get_session(t, value)
+        self.wait_mappings(r, [(value, server)])
+        return value, server
+
+    def waiting_request(self, t, value, target, server):
+        """A request of the session sent from a thread, once it waits on server: (thread, box
+        that receives the response as "r")."""
+        box = {}
+        waiter = threading.Thread(
+            target=lambda: box.update(r=get_session(t, value, target=target)), daemon=True)
+        waiter.start()
+        wait_until(lambda: server_status(Admin.of(t).status(), server)["active_requests"] == 1,
+                   T(5), what=f"the request waiting on {server}")
+        return waiter, box
+
     def test_a_sessions_request_is_not_hedged_while_its_server_serves(self):
         # Hedging on and quick: a slow answer from the session's own server is waited for, not
         # raced against a server that lacks the session's state; the server is not taken out
@@ -458,14 +486,9 @@ class ServerDown(AffinityCase):
                 time.sleep(T(0.5))
             default_handler(ex)
 
-        r = start_redis(self, self.net.ip(50))
-        _, clusters = self.providers(per_provider=1, handler=handler)
-        cfg = self.instance("a", clusters, redis_section(r), failover={
-            "hedge": True, "hedge_delay_ms": 50, "hedge_budget_pct": 100})
-        with self.trident(cfg) as t:
-            value, server = new_session(self, t)
-            get_session(t, value)
-            self.wait_mappings(r, [(value, server)])
+        ti, r = self.hedging_instance(handler, per_provider=1)
+        with ti as t:
+            value, server = self.learnt_session(t, r)
             slow.add(server)
             resp = get_session(t, value, target="/slow")
             self.assertEqual((resp.status, served_by(resp)), (200, server))
@@ -490,25 +513,13 @@ class ServerDown(AffinityCase):
                 return
             default_handler(ex)
 
-        r = start_redis(self, self.net.ip(50))
-        _, clusters = self.providers(per_provider=2, handler=handler)
-        cfg = self.instance("a", clusters, redis_section(r), failover={
-            "hedge": True, "hedge_delay_ms": 50, "hedge_budget_pct": 100})
-        cfg["timeouts"]["upstream_response_ms"] = 60000  # what the request would wait otherwise
-        with self.trident(cfg) as t:
-            adm = Admin.of(t)
-            value, server = new_session(self, t)
-            get_session(t, value)
-            self.wait_mappings(r, [(value, server)])
+        ti, r = self.hedging_instance(handler, per_provider=2)
+        with ti as t:
+            value, server = self.learnt_session(t, r)
             sibling = server[:-1] + ("2" if server.endswith("1") else "1")
             hung.add(server)
-            box = {}
-            waiter = threading.Thread(
-                target=lambda: box.update(r=get_session(t, value, target="/hang")), daemon=True)
-            waiter.start()
-            wait_until(lambda: server_status(adm.status(), server)["active_requests"] == 1, T(5),
-                       what=f"the request waiting on {server}")
-            self.assertEqual(adm.post(f"/servers/{server}/maintenance").status, 200)
+            waiter, box = self.waiting_request(t, value, "/hang", server)
+            self.assertEqual(Admin.of(t).post(f"/servers/{server}/maintenance").status, 200)
             waiter.join(T(5))
             self.assertFalse(waiter.is_alive(), "the request still waits for its server")
             resp = box["r"]
@@ -527,26 +538,16 @@ class ServerDown(AffinityCase):
                 release.wait(T(10))
             default_handler(ex)
 
-        r = start_redis(self, self.net.ip(50))
-        _, clusters = self.providers(per_provider=2, handler=handler)
-        cfg = self.instance("a", clusters, redis_section(r), failover={
-            "hedge": True, "hedge_delay_ms": 50, "hedge_budget_pct": 100})
-        cfg["timeouts"]["upstream_response_ms"] = 60000
-        with self.trident(cfg) as t:
+        ti, r = self.hedging_instance(handler, per_provider=2)
+        with ti as t:
             adm = Admin.of(t)
-            value, server = new_session(self, t)
-            get_session(t, value)
-            self.wait_mappings(r, [(value, server)])
-            box = {}
-            waiter = threading.Thread(
-                target=lambda: box.update(r=get_session(t, value, target="/slow")), daemon=True)
-            waiter.start()
-            wait_until(lambda: server_status(adm.status(), server)["active_requests"] == 1, T(5),
-                       what=f"the request waiting on {server}")
+            value, server = self.learnt_session(t, r)
+            waiter, box = self.waiting_request(t, value, "/slow", server)
             self.assertEqual(adm.post(f"/servers/{server}/drain").status, 200)
-            # several watch periods (50 ms) with the server draining: the request stays
             wait_until(lambda: server_status(adm.status(), server)["admin"] == "draining", T(5),
                        what=f"{server} draining")
+            # an absence is asserted: the request must stay through several watch periods
+            # (50 ms each) with its server draining
             time.sleep(0.3)
             release.set()
             waiter.join(T(5))
