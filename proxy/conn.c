@@ -566,14 +566,12 @@ parse_forwarded(struct slice s, struct sockaddr_storage *out)
 
 #define FORWARDED_MAX 32 /* X-Forwarded-For elements looked at, from the right */
 
-/* The connection's peer is one of the listener's trusted_proxies. */
+/* sa is one of the listener's trusted_proxies. */
 static bool
-peer_trusted(const struct conn *c)
+trusted_proxy(const struct listener_conf *l, const void *sa)
 {
-    const struct listener_conf *l = c->listener->conf;
-
     return l->ntrusted_proxies > 0 &&
-           cidr_match_any(l->trusted_nets, l->ntrusted_proxies, (const struct sockaddr *)&c->peer);
+           cidr_match_any(l->trusted_nets, l->ntrusted_proxies, (const struct sockaddr *)sa);
 }
 
 /* From a trusted proxy, the client is the last X-Forwarded-For address that is not a trusted
@@ -600,7 +598,7 @@ forwarded_client(struct conn *c)
         if (!parse_forwarded(el[(n - 1 - k) % FORWARDED_MAX], &a))
             break; /* garbage: what lies left of it cannot be trusted either */
         c->x->client = a;
-        if (!cidr_match_any(l->trusted_nets, l->ntrusted_proxies, (const struct sockaddr *)&a))
+        if (!trusted_proxy(l, &a))
             break;
     }
     if (c->x->client.ss_family != AF_UNSPEC)
@@ -778,7 +776,7 @@ on_request_head(struct conn *c)
 
     conn_disarm_timer(c);
     status = headers_check_request(&c->req, &c->x->info, &why);
-    c->x->peer_trusted = peer_trusted(c);
+    c->x->peer_trusted = trusted_proxy(c->listener->conf, &c->peer);
     assign_request_id(c);
     if (status == 0) {
         forwarded_client(c);
@@ -1156,8 +1154,7 @@ proxy_header_cb(evutil_socket_t fd, short what, void *arg)
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     /* with trusted_proxies, only those balancers may name clients */
-    if (l->ntrusted_proxies > 0 &&
-        !cidr_match_any(l->trusted_nets, l->ntrusted_proxies, (const struct sockaddr *)&c->peer))
+    if (l->ntrusted_proxies > 0 && !trusted_proxy(l, &c->peer))
         n = 0;
     len = n > 0 ? proxyproto_parse(buf, (size_t)n, &src) : PROXYPROTO_INVALID;
     if (len == PROXYPROTO_MORE && (size_t)n < sizeof(buf))

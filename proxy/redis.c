@@ -26,11 +26,6 @@
 
 #define PING_IDLE_US 1000000 /* an idle connection is pinged this often (liveness) */
 
-/* A subscriber cannot send PING through hiredis 0.14: in subscribed mode it files the reply's
- * callback where no reply ever takes it (one allocation lost per ping). It sends SUBSCRIBE for
- * its channel again instead: Redis confirms every SUBSCRIBE, even of a channel already held, and
- * hiredis routes the confirmation to the channel's callback like the first one. */
-
 struct redis_op {
     struct redis *r;
     redis_reply_fn *fn; /* NULL: fire and forget, or cancelled */
@@ -332,7 +327,11 @@ became_ready(struct redis *r)
         r->ready_fn(r->ready_arg);
 }
 
-/* Subscriber: (re)send SUBSCRIBE; message_cb clears probe_sent_us when Redis confirms it. */
+/* Subscriber: (re)send SUBSCRIBE; message_cb clears probe_sent_us when Redis confirms it. It is
+ * also the idle subscriber's liveness probe: hiredis 0.14 cannot PING in subscribed mode (it files
+ * the reply's callback where no reply ever takes it: one allocation lost per ping), while Redis
+ * confirms every SUBSCRIBE, even of a channel already held, and hiredis routes the confirmation
+ * to the channel's callback like the first one. */
 static void
 subscribe(struct redis *r)
 {

@@ -103,25 +103,25 @@ static const struct name identity_fields[] = {
 };
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
-/* `p` names `want`, reading '_' as '-' when `underscores`. */
+/* `p` names `want`, in any case, with '_' read as '-'. */
 static bool
-name_matches(const char *p, size_t n, const struct name *want, bool underscores)
+name_matches(const char *p, size_t n, const struct name *want)
 {
     if (n != want->n)
         return false;
     for (size_t k = 0; k < n; k++) {
         char c = (char)tolower((unsigned char)p[k]);
-        if (c != want->s[k] && !(underscores && c == '_' && want->s[k] == '-'))
+        if (c != want->s[k] && !(c == '_' && want->s[k] == '-'))
             return false;
     }
     return true;
 }
 
 static bool
-name_in(const char *p, size_t n, const struct name *set, size_t count, bool underscores)
+name_in(const char *p, size_t n, const struct name *set, size_t count)
 {
     for (size_t k = 0; k < count; k++)
-        if (name_matches(p, n, &set[k], underscores))
+        if (name_matches(p, n, &set[k]))
             return true;
     return false;
 }
@@ -136,15 +136,12 @@ request_field_dropped(const struct http_msg *m, uint32_t i, const struct req_inf
     const struct http_field *f = &m->fields[i];
     const char *name = m->buf + f->name_off;
     size_t n = f->name_len;
+    bool alias = memchr(name, '_', n) != NULL; /* from a trusted proxy too */
 
-    if (memchr(name, '_', n) != NULL)
-        return name_in(name, n, own_fields, COUNT(own_fields), true) ||
-               name_in(name, n, route_fields, COUNT(route_fields), true) ||
-               name_in(name, n, identity_fields, COUNT(identity_fields), true);
     return http_field_is(m, i, LIT("proxy")) || /* httpoxy: never reaches CGI's HTTP_PROXY */
-           name_in(name, n, own_fields, COUNT(own_fields), false) ||
-           (!ctx->trusted && (name_in(name, n, route_fields, COUNT(route_fields), false) ||
-                              name_in(name, n, identity_fields, COUNT(identity_fields), false))) ||
+           name_in(name, n, own_fields, COUNT(own_fields)) ||
+           ((!ctx->trusted || alias) && (name_in(name, n, route_fields, COUNT(route_fields)) ||
+                                         name_in(name, n, identity_fields, COUNT(identity_fields)))) ||
            (info->host_from_target && http_field_is(m, i, LIT("host"))) ||
            ((m->parser.http_minor == 0 || ctx->drop_expect) && http_field_is(m, i, LIT("expect")));
 }
